@@ -1,0 +1,171 @@
+"""Checkpoints: an Orbax `CheckpointManager` plus the metadata that makes a model self-describing.
+
+Layout of a model directory:
+
+    MODEL_DIR/
+      config.gin             the operative gin config of the run
+      model.json             encoder config, sequence lengths, delimiters, vocabulary file
+      spm.model              the SentencePiece vocabulary
+      checkpoints/<step>/    Orbax items `params` (encoder + log_scale) and `opt_state`
+      metrics.jsonl          one JSON object per logged step
+
+Parameters and optimizer state are separate items so that inference restores the
+parameters alone. Orbax writes each step into a temporary directory and renames it when
+complete, so a run killed mid-save leaves the previous step intact; restoring against
+`jax.ShapeDtypeStruct`s that carry new shardings reshards onto another mesh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+PyTree = Any
+MODEL_METADATA_FILE = "model.json"
+VOCABULARY_FILE = "spm.model"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class Checkpointer:
+    """Periodic, keep-N, resumable checkpoints of a `TrainState` under `model_dir`.
+
+    Example:
+      ckpt = Checkpointer(model_dir, save_interval_steps=100, max_to_keep=3)
+      state = ckpt.restore_or(abstract_state, default=lambda: trainer.init_state(0))
+      ...
+      ckpt.save(step, state)        # saves only on the interval (or when force=True)
+      ckpt.close()                  # waits for the last asynchronous save
+    """
+
+    def __init__(self, model_dir: str, *, save_interval_steps: int = 1000, max_to_keep: int = 3):
+        self.directory = os.path.abspath(os.path.join(model_dir, CHECKPOINT_SUBDIR))
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                save_interval_steps=save_interval_steps,
+                max_to_keep=max_to_keep,
+                create=True,
+            ),
+            item_names=("params", "opt_state"),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state, *, force: bool = False) -> bool:
+        """Saves `state` at `step` if the interval says so (or `force`). Returns whether it did."""
+        return self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(state.params),
+                opt_state=ocp.args.StandardSave(state.opt_state),
+            ),
+            force=force,
+        )
+
+    def restore(self, step: int, abstract_state):
+        """Restores `step` onto the shardings carried by `abstract_state`'s ShapeDtypeStructs."""
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(abstract_state.params),
+                opt_state=ocp.args.StandardRestore(abstract_state.opt_state),
+            ),
+        )
+        return abstract_state.replace(
+            step=jax.device_put(
+                jax.numpy.asarray(step, jax.numpy.int32), abstract_state.step.sharding
+            ),
+            params=restored.params,
+            opt_state=restored.opt_state,
+        )
+
+    def wait(self):
+        self._manager.wait_until_finished()
+
+    def close(self):
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
+    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
+    directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{model_dir}: no checkpoints (expected {directory})")
+    manager = ocp.CheckpointManager(
+        os.path.abspath(directory),
+        item_names=("params", "opt_state"),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+    )
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{directory}: contains no finished checkpoint")
+        restored = manager.restore(
+            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
+        )
+        return restored.params
+    finally:
+        manager.close()
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Writes JSON to `path` via a temporary file and rename, so readers never see half."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_model_metadata(
+    model_dir: str,
+    *,
+    model_config: dict,
+    vocabulary: bytes,
+    sequence_lengths: dict[str, int],
+    delimiters: dict[str, tuple[str, str]],
+) -> None:
+    """Writes `model.json` and the vocabulary so the model dir is self-describing."""
+    os.makedirs(model_dir, exist_ok=True)
+    write_bytes_atomic(os.path.join(model_dir, VOCABULARY_FILE), vocabulary)
+    write_json_atomic(
+        os.path.join(model_dir, MODEL_METADATA_FILE),
+        {
+            "format_version": 1,
+            "model_config": model_config,
+            "vocabulary_file": VOCABULARY_FILE,
+            "sequence_lengths": dict(sequence_lengths),
+            "delimiters": {k: list(v) for k, v in delimiters.items()},
+        },
+    )
+
+
+def read_model_metadata(model_dir: str) -> dict:
+    """Reads `model.json`, with errors that name the file and the missing field."""
+    path = os.path.join(model_dir, MODEL_METADATA_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{model_dir} is not a cpt-jax model directory: {MODEL_METADATA_FILE} is missing"
+        )
+    with open(path, encoding="utf-8") as f:
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON ({e})") from e
+    for field in ("model_config", "vocabulary_file", "sequence_lengths", "delimiters"):
+        if field not in meta:
+            raise ValueError(f"{path}: missing field {field!r}")
+    return meta

@@ -1,0 +1,192 @@
+"""Embedding API and CLI: a model directory in, unit-norm float32 embeddings out.
+
+Example:
+  embedder = Embedder.from_checkpoint("runs/quickstart")
+  q = embedder.encode(["sort a list in place"], kind="query")          # [1, d]
+  d = embedder.encode([source_code], kind="document")                # [1, d]
+  scores = q @ d.T                                                   # cosine similarity
+
+CLI:
+  python -m cpt_jax.embed --checkpoint runs/quickstart --input texts.jsonl --field text \
+      --kind query --output embeddings.npy
+
+Queries and documents get different delimiters (`[SOS]_x ... [EOS]_x` vs `[SOS]_y ... [EOS]_y`,
+as in the paper), so `kind` matters even for a shared encoder. Texts longer than the model's
+sequence length for that side are truncated (the head is kept); empty strings are fine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cpt_jax import checkpoints
+from cpt_jax.models import Encoder, EncoderConfig
+from cpt_jax.tokenization import PairTokenizer
+
+KINDS = ("query", "document")
+# Batches are trimmed to the longest row, rounded up to one of these lengths, so that short
+# inputs run fast while only a handful of shapes get compiled.
+_MIN_BUCKET = 16
+
+
+class Embedder:
+    """Encodes texts with a trained cpt-jax encoder on the default device."""
+
+    def __init__(
+        self,
+        model_config: EncoderConfig,
+        encoder_params,
+        tokenizer: PairTokenizer,
+        sequence_lengths: dict[str, int],
+    ):
+        self.model_config = model_config
+        self.tokenizer = tokenizer
+        self.max_lengths = {
+            "query": int(sequence_lengths["queries"]),
+            "document": int(sequence_lengths["documents"]),
+        }
+        self._params = encoder_params
+        model = Encoder(model_config)
+        self._apply = jax.jit(lambda p, t: model.apply({"params": p}, t, deterministic=True))
+
+    @property
+    def dim(self) -> int:
+        return self.model_config.embedding_dim
+
+    @classmethod
+    def from_checkpoint(cls, model_dir: str, step: int | None = None) -> Embedder:
+        """Loads the latest (or given) checkpoint of a model directory written by training.
+
+        Needs nothing but the directory: the encoder config, sequence lengths and vocabulary
+        are stored in it (see `cpt_jax.checkpoints`).
+        """
+        meta = checkpoints.read_model_metadata(model_dir)
+        config = EncoderConfig.from_dict(meta["model_config"])
+        tokenizer = PairTokenizer.from_file(os.path.join(model_dir, meta["vocabulary_file"]))
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        boxed = jax.eval_shape(Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+        abstract = {
+            "encoder": jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                nn.unbox(boxed)["params"],
+            ),
+            "log_scale": jax.ShapeDtypeStruct((), jnp.float32, sharding=device),
+        }
+        params = checkpoints.restore_params(model_dir, abstract, step)
+        return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
+
+    def encode(
+        self, texts: Sequence[str], kind: str = "query", batch_size: int = 64
+    ) -> np.ndarray:
+        """Embeds `texts` -> float32 `[len(texts), dim]`, rows of unit L2 norm.
+
+        Args:
+          texts: strings (empty allowed; long ones are truncated to the side's length).
+          kind: "query" (the x side: natural language) or "document" (the y side: code/text).
+          batch_size: rows per forward pass.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of strings, not a single string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+        out = np.zeros((len(texts), self.dim), np.float32)
+        max_length = self.max_lengths[kind]
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start : start + batch_size])
+            tokens = self.tokenizer.encode(chunk, kind, max_length)
+            tokens = _trim_to_bucket(tokens, max_length)
+            # Pad the last batch to the full batch size so its shape is compiled only once;
+            # all-padding rows are computed and dropped.
+            padded = np.zeros((batch_size, tokens.shape[1]), np.int32)
+            padded[: len(chunk)] = tokens
+            out[start : start + len(chunk)] = np.asarray(self._apply(self._params, padded))[
+                : len(chunk)
+            ]
+        return out
+
+
+def _trim_to_bucket(tokens: np.ndarray, max_length: int) -> np.ndarray:
+    """Drops trailing all-padding columns, keeping a power-of-two width (<= max_length).
+
+    Right padding does not change the embedding (padding is masked; positions are absolute),
+    so this only saves compute.
+    """
+    longest = int((tokens != 0).sum(axis=1).max(initial=1))
+    width = _MIN_BUCKET
+    while width < longest:
+        width *= 2
+    return tokens[:, : min(width, max_length)]
+
+
+# -- command line -------------------------------------------------------------------------
+def read_jsonl_field(path: str, field: str) -> list[str]:
+    """Reads one string field from every line of a JSONL file.
+
+    Raises ValueError naming the file, line and field for unreadable JSON, a missing field or
+    a non-string value; OSError (with the path) when the file cannot be read.
+    """
+    texts = []
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
+    with f:
+        try:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg})") from e
+                if not isinstance(record, dict) or field not in record:
+                    raise ValueError(f"{path}:{line_number}: missing field {field!r}")
+                if not isinstance(record[field], str):
+                    raise ValueError(
+                        f"{path}:{line_number}: field {field!r} is "
+                        f"{type(record[field]).__name__}, expected a string"
+                    )
+                texts.append(record[field])
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cpt_jax.embed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="model directory written by training")
+    parser.add_argument("--input", required=True, help="JSONL file, one object per line")
+    parser.add_argument("--field", default="text", help="the JSON field holding the text")
+    parser.add_argument("--kind", choices=KINDS, default="query")
+    parser.add_argument("--output", required=True, help="where to write the [n, d] .npy array")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        texts = read_jsonl_field(args.input, args.field)
+        embedder = Embedder.from_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    embeddings = embedder.encode(texts, kind=args.kind, batch_size=args.batch_size)
+    np.save(args.output, embeddings)
+    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+r"""Gin launcher and train loop: `python -m cpt_jax.train --gin_file=... --gin.KEY=VALUE`.
+
+Follows t5x's conventions: run configs in `gin_configs/runs/` include an architecture and a
+model size, and set the macros `MODEL_DIR`, `TRAIN_STEPS` and `BATCH_SIZE`; any binding can
+be overridden on the command line with `--gin.KEY=VALUE` (VALUE in gin syntax, so strings
+are quoted: `--gin.MODEL_DIR="'runs/mine'"`).
+
+Example:
+  python -m cpt_jax.train --gin_file=runs/quickstart.gin --gin.TRAIN_STEPS=100
+
+The loop reads top to bottom in stages: mesh, data, model and sharding, state (fresh or
+resumed), step, checkpoint, logging, loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import gin
+import jax
+
+from cpt_jax import checkpoints, partitioning, training
+from cpt_jax.models import EncoderConfig
+from cpt_jax.tokenization import DELIMITERS, PairTokenizer
+
+GIN_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
+
+# A contrastive run's health is read off these (DESIGN.md section 2).
+LOGGED_METRICS = (
+    "loss",
+    "accuracy_q2d",
+    "accuracy_d2q",
+    "positive_logit_mean",
+    "negative_logit_mean",
+    "logit_scale",
+    "grad_norm",
+    "param_norm",
+    "update_norm",
+)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PairData:
+    """Where the training pairs come from: a SeqIO task over a jsonl corpus.
+
+    Attributes:
+      data_dir: directory of `{train,validation,test}.jsonl` (see `data_pipelines`).
+      vocabulary_path: the SentencePiece model shared by both sides.
+      task_name: name to register the SeqIO task under.
+      query_length, document_length: token lengths of each side, delimiters included.
+      split: which split to train on.
+      seed: shuffle seed; the batch at step `k` depends only on (seed, k).
+    """
+
+    data_dir: str = gin.REQUIRED
+    vocabulary_path: str = gin.REQUIRED
+    task_name: str = "code_pairs"
+    query_length: int = 64
+    document_length: int = 256
+    split: str = "train"
+    seed: int = 0
+
+    @property
+    def sequence_lengths(self) -> dict[str, int]:
+        return {"queries": self.query_length, "documents": self.document_length}
+
+    def batches(self, *, batch_size: int, start_step: int, shard_index: int, num_shards: int):
+        """This host's batches `start_step, start_step + 1, ...` of the run."""
+        from data_pipelines import pipeline, tasks  # seqio/tensorflow only where data is read
+
+        tasks.register_code_pairs_task(self.task_name, self.data_dir, self.vocabulary_path)
+        return pipeline.pair_batches(
+            self.task_name,
+            self.split,
+            batch_size=batch_size,
+            sequence_lengths={"inputs": self.query_length, "targets": self.document_length},
+            seed=self.seed,
+            start_step=start_step,
+            shard_index=shard_index,
+            num_shards=num_shards,
+        )
+
+
+class MetricsWriter:
+    """Writes logged metrics to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+
+    def __init__(self, model_dir: str, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(os.path.join(model_dir, "train"))
+        self._jsonl = open(os.path.join(model_dir, "metrics.jsonl"), "a", encoding="utf-8")
+
+    def write(self, step: int, scalars: dict[str, float]):
+        if not self.enabled:
+            return
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, value, step)
+        self._tb.flush()
+        self._jsonl.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        self._jsonl.flush()
+
+    def close(self):
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+@gin.configurable
+def train(
+    *,
+    model_dir: str = gin.REQUIRED,
+    train_steps: int = gin.REQUIRED,
+    batch_size: int = gin.REQUIRED,
+    data: PairData = gin.REQUIRED,
+    model_config: EncoderConfig | None = None,
+    loss_config: training.LossConfig | None = None,
+    seed: int = 0,
+    log_every_steps: int = 10,
+    checkpoint_every_steps: int = 200,
+    keep_checkpoints: int = 3,
+    progress_bar: bool = True,
+) -> training.TrainState:
+    """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
+
+    Args:
+      model_dir: where checkpoints, `config.gin`, `model.json` and metrics go.
+      train_steps: total optimizer steps (a resumed run stops at the same step).
+      batch_size: the GLOBAL number of pairs per step; every pair is a negative for every
+        other pair in it, across all devices and hosts.
+      data: the training pairs.
+      model_config, loss_config: default to the gin-bound `EncoderConfig()` / `LossConfig()`.
+      seed: parameter initialisation and dropout seed.
+
+    Returns:
+      The final train state.
+    """
+    model_config = model_config or EncoderConfig()
+    loss_config = loss_config or training.LossConfig()
+    os.makedirs(model_dir, exist_ok=True)
+    is_chief = jax.process_index() == 0
+
+    # Mesh: all devices of all hosts; the global batch splits over ('data', 'fsdp').
+    mesh = partitioning.make_mesh()
+    rules = partitioning.logical_axis_rules()
+    num_shards = partitioning.num_batch_shards(mesh)
+    if batch_size % num_shards or batch_size % jax.process_count():
+        raise ValueError(
+            f"BATCH_SIZE={batch_size} must divide evenly over {num_shards} batch shards and "
+            f"{jax.process_count()} processes"
+        )
+
+    # Vocabulary: the model's vocab must be the tokenizer's (a mismatch would index garbage).
+    tokenizer = PairTokenizer.from_file(data.vocabulary_path)
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise ValueError(
+            f"EncoderConfig.vocab_size={model_config.vocab_size} but the vocabulary "
+            f"{data.vocabulary_path} has {tokenizer.vocab_size} pieces; set VOCAB_SIZE to match"
+        )
+    if max(data.query_length, data.document_length) > model_config.max_length:
+        raise ValueError(
+            f"sequence lengths {data.sequence_lengths} exceed EncoderConfig.max_length="
+            f"{model_config.max_length}"
+        )
+
+    # Model, optimizer, shardings.
+    optimizer, schedule = training.make_optimizer(train_steps)
+    trainer = training.Trainer(
+        model_config=model_config,
+        loss_config=loss_config,
+        optimizer=optimizer,
+        mesh=mesh,
+        rules=rules,
+        dropout_seed=seed,
+    )
+
+    # State: resume from the latest checkpoint, else initialise.
+    ckpt = checkpoints.Checkpointer(
+        model_dir, save_interval_steps=checkpoint_every_steps, max_to_keep=keep_checkpoints
+    )
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state = ckpt.restore(latest, trainer.abstract_state)
+        print(f"Resumed from {ckpt.directory} at step {latest}", flush=True)
+    else:
+        state = trainer.init_state(seed)
+    start_step = int(jax.device_get(state.step))
+
+    if is_chief:
+        checkpoints.write_model_metadata(
+            model_dir,
+            model_config=model_config.to_dict(),
+            vocabulary=tokenizer.serialized_model,
+            sequence_lengths=data.sequence_lengths,
+            delimiters=DELIMITERS,
+        )
+        checkpoints.write_bytes_atomic(
+            os.path.join(model_dir, "config.gin"), gin.operative_config_str().encode()
+        )
+
+    # Data: this host reads its own shard of every global batch.
+    per_host_batch = batch_size // jax.process_count()
+    batches = data.batches(
+        batch_size=per_host_batch,
+        start_step=start_step,
+        shard_index=jax.process_index(),
+        num_shards=jax.process_count(),
+    )
+
+    # Loop.
+    writer = MetricsWriter(model_dir, enabled=is_chief)
+    bar = _progress_bar(start_step, train_steps, enabled=progress_bar and is_chief)
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        for step in range(start_step, train_steps):
+            batch = partitioning.host_local_batch_to_global(next(batches), mesh)
+            # Implicit host<->device copies inside the step would be silent slowdowns.
+            with jax.transfer_guard("disallow"):
+                state, metrics = trainer.train_step(state, batch)
+            window_steps += 1
+            done = step + 1
+            ckpt.save(done, state, force=done == train_steps)
+            if done % log_every_steps == 0 or done == train_steps:
+                scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                elapsed = time.perf_counter() - window_start
+                scalars["pairs_per_second"] = window_steps * batch_size / elapsed
+                scalars["learning_rate"] = float(schedule(step))
+                writer.write(done, scalars)
+                bar.set_postfix(
+                    loss=f"{scalars['loss']:.3f}",
+                    acc=f"{scalars['accuracy_q2d']:.2f}",
+                    scale=f"{scalars['logit_scale']:.1f}",
+                    pairs_s=f"{scalars['pairs_per_second']:.1f}",
+                )
+                window_start, window_steps = time.perf_counter(), 0
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return state
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True
+    )
+
+
+# -- command line -------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Splits t5x-style arguments into (gin files, gin bindings, search paths).
+
+    `--gin.KEY=VALUE` becomes the binding `KEY = VALUE`; `--gin_bindings=...` is taken as is.
+    """
+    gin_args = [a for a in argv if a.startswith("--gin.")]
+    parser = argparse.ArgumentParser(prog="python -m cpt_jax.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    parser.add_argument("--gin_bindings", action="append", default=[], help="gin binding")
+    parser.add_argument(
+        "--gin_search_paths", action="append", default=[], help="extra include dirs"
+    )
+    args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
+    bindings = list(args.gin_bindings)
+    for arg in gin_args:
+        key, sep, value = arg[len("--gin."):].partition("=")
+        if not sep:
+            raise SystemExit(f"error: {arg!r} needs a value: --gin.KEY=VALUE")
+        bindings.append(f"{key} = {value}")
+    if not args.gin_file:
+        raise SystemExit("error: at least one --gin_file is required")
+    return args.gin_file, bindings, args.gin_search_paths
+
+
+def parse_gin(gin_files: list[str], bindings: list[str], search_paths: list[str] = ()) -> None:
+    """Parses gin files (resolved against cwd, the search paths, and `gin_configs/`)."""
+    for path in [os.getcwd(), *search_paths, GIN_CONFIGS_DIR]:
+        gin.add_config_file_search_path(path)
+    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    jax.config.update("jax_threefry_partitionable", True)
+    gin_files, bindings, search_paths = parse_args(sys.argv[1:] if argv is None else argv)
+    parse_gin(gin_files, bindings, search_paths)
+    state = train()
+    if jax.process_index() == 0:
+        print(f"Finished at step {int(jax.device_get(state.step))}.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""cpt-jax: contrastive pre-training of text and code embedding models in JAX."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.12",
+    "seqio>=0.0.19",
+    "tensorflow>=2.18",
+    "tensorflow-datasets>=4.9",
+    "gin-config>=0.5",
+    "numpy>=1.26",
+    "sentencepiece>=0.2",
+    "bm25s>=0.2",
+    "tensorboardX>=2.6",
+    "tqdm>=4.66",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+    "notebooks": ["jupyter>=1.0", "ipykernel>=6", "nbclient>=0.10", "matplotlib>=3.8"],
+    "bench": ["torch==2.13.0", "sentence-transformers>=3.0"],
+}
+
+setuptools.setup(
+    name="cpt-jax",
+    version="0.1.0",
+    description="Contrastive pre-training of text and code embeddings (cpt-text / cpt-code) in JAX",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["cpt_jax", "cpt_jax.*", "data_pipelines", "data_pipelines.*"]),
+    package_data={"": ["*.gin"]},
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    license="Apache-2.0",
+)

@@ -1,0 +1,161 @@
+"""End to end: the gin launcher on real stdlib pairs, kill-and-resume, and the Embedder.
+
+These start `python -m cpt_jax.train` as child processes (bounded by timeouts) on a tiny model.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cpt_jax import checkpoints
+from cpt_jax.embed import Embedder, main as embed_main
+
+pytestmark = pytest.mark.slow
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH_TIMEOUT_S = 300
+
+
+def launcher_command(model_dir, corpus, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "cpt_jax.train",
+        "--gin_file=runs/tiny_test.gin",
+        f"--gin.MODEL_DIR='{model_dir}'",
+        f"--gin.DATA_DIR='{corpus['data_dir']}'",
+        f"--gin.VOCABULARY='{corpus['vocabulary']}'",
+        f"--gin.VOCAB_SIZE={corpus['vocab_size']}",
+        *extra,
+    ]
+
+
+def child_env():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def run_launcher(model_dir, corpus, *extra):
+    result = subprocess.run(
+        launcher_command(model_dir, corpus, *extra),
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def final_params(model_dir):
+    meta = checkpoints.read_model_metadata(model_dir)
+    assert meta["model_config"]["vocab_size"] > 0
+    embedder = Embedder.from_checkpoint(model_dir)
+    return embedder._params
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, stdlib_corpus):
+    model_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    run_launcher(model_dir, stdlib_corpus)
+    return model_dir
+
+
+def test_launcher_writes_a_self_describing_model_dir(trained):
+    for name in ("config.gin", "model.json", "spm.model", "metrics.jsonl"):
+        assert os.path.exists(os.path.join(trained, name)), name
+    config = open(os.path.join(trained, "config.gin")).read()
+    assert "train.batch_size = 16" in config and "EncoderConfig" in config
+    records = [json.loads(line) for line in open(os.path.join(trained, "metrics.jsonl"))]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for r in records:
+        assert np.isfinite(r["loss"]) and r["pairs_per_second"] > 0
+        assert 0.0 <= r["accuracy_q2d"] <= 1.0
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(trained, "train")))
+    assert sorted(os.listdir(os.path.join(trained, "checkpoints")))[-1] == "6"
+
+
+def test_rerunning_a_finished_run_resumes_and_does_nothing(trained, stdlib_corpus):
+    before = final_params(trained)
+    result = run_launcher(trained, stdlib_corpus)
+    assert "Resumed" in result.stdout and "at step 6" in result.stdout
+    after = final_params(trained)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path, stdlib_corpus):
+    steps = ["--gin.TRAIN_STEPS=40", "--gin.train.checkpoint_every_steps=4"]
+    uninterrupted = str(tmp_path / "uninterrupted")
+    run_launcher(uninterrupted, stdlib_corpus, *steps)
+
+    killed = str(tmp_path / "killed")
+    process = subprocess.Popen(
+        launcher_command(killed, stdlib_corpus, *steps),
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first_checkpoint = os.path.join(killed, "checkpoints", "4")
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        while not os.path.isdir(first_checkpoint):
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within the timeout"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    steps_done = max(int(s) for s in os.listdir(os.path.join(killed, "checkpoints")) if s.isdigit())
+    assert steps_done < 40, "the run finished before it was killed: the test proves nothing"
+
+    result = run_launcher(killed, stdlib_corpus, *steps)
+    assert "Resumed" in result.stdout
+    for a, b in zip(
+        jax.tree.leaves(final_params(uninterrupted)), jax.tree.leaves(final_params(killed))
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_embedder_encodes_queries_and_documents(trained):
+    embedder = Embedder.from_checkpoint(trained)
+    texts = ["read a file", "", "x " * 5000, "def f(a):\n    return a + 1"]
+    for kind in ("query", "document"):
+        out = embedder.encode(texts, kind=kind, batch_size=3)
+        assert out.dtype == np.float32 and out.shape == (4, embedder.dim)
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    # The two sides have different delimiters, so the same text embeds differently.
+    q = embedder.encode(texts[:1], kind="query")
+    d = embedder.encode(texts[:1], kind="document")
+    assert not np.allclose(q, d)
+    # Batching does not change results.
+    one_by_one = np.concatenate([embedder.encode([t], kind="query") for t in texts])
+    np.testing.assert_allclose(one_by_one, embedder.encode(texts, kind="query"), atol=1e-5)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        embedder.encode(texts, kind="code")
+
+
+def test_embed_cli_matches_the_api(trained, tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    texts = ["open a socket", "", "parse json from a string"]
+    inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
+    output = tmp_path / "out.npy"
+    code = embed_main(
+        ["--checkpoint", trained, "--input", str(inputs), "--field", "text", "--kind", "query",
+         "--output", str(output)]
+    )
+    assert code == 0
+    np.testing.assert_allclose(
+        np.load(output), Embedder.from_checkpoint(trained).encode(texts, kind="query"), atol=1e-6
+    )

@@ -1,0 +1,135 @@
+"""The jitted train step: shardings, determinism, multi-device equivalence, optimizer."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from cpt_jax import partitioning, training
+from cpt_jax.models import LOGICAL_AXIS_NAMES, EncoderConfig
+
+CONFIG = EncoderConfig(
+    vocab_size=128, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_length=32, dropout_rate=0.1
+)
+
+
+def make_trainer(mesh, config=CONFIG, parameter_sharding="data_parallel", **loss_kwargs):
+    optimizer, _ = training.make_optimizer(10, learning_rate=1e-3, warmup_steps=2)
+    return training.Trainer(
+        model_config=config,
+        loss_config=training.LossConfig(**loss_kwargs),
+        optimizer=optimizer,
+        mesh=mesh,
+        rules=partitioning.logical_axis_rules(parameter_sharding),
+        dropout_seed=3,
+    )
+
+
+def synthetic_batch(step, batch_size=16, query_length=8, document_length=12, vocab=128):
+    rng = np.random.default_rng(step)
+    queries = rng.integers(3, vocab, (batch_size, query_length)).astype(np.int32)
+    documents = rng.integers(3, vocab, (batch_size, document_length)).astype(np.int32)
+    # Right padding of varying length, as the feature converter produces.
+    for row, n in enumerate(rng.integers(2, query_length, batch_size)):
+        queries[row, n:] = 0
+    for row, n in enumerate(rng.integers(2, document_length, batch_size)):
+        documents[row, n:] = 0
+    ids = np.arange(batch_size, dtype=np.int32)
+    return {"queries": queries, "documents": documents, "query_ids": ids, "document_ids": ids}
+
+
+def run_steps(mesh, num_steps=3, **kwargs):
+    trainer = make_trainer(mesh, **kwargs)
+    state = trainer.init_state(seed=0)
+    losses = []
+    for step in range(num_steps):
+        batch = partitioning.host_local_batch_to_global(synthetic_batch(step), mesh)
+        state, metrics = trainer.train_step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return losses, state, trainer
+
+
+def test_every_logical_axis_has_a_rule():
+    for sharding in ("data_parallel", "fsdp"):
+        ruled = {name for name, _ in partitioning.logical_axis_rules(sharding)}
+        assert set(LOGICAL_AXIS_NAMES) <= ruled, set(LOGICAL_AXIS_NAMES) - ruled
+
+
+def test_make_mesh_sizes_and_errors():
+    mesh = partitioning.make_mesh(data=4, model=2)
+    assert dict(mesh.shape) == {"data": 4, "fsdp": 1, "model": 2}
+    assert partitioning.num_batch_shards(mesh) == 4
+    with pytest.raises(ValueError, match="need 6 devices"):
+        partitioning.make_mesh(data=3, model=2)
+    with pytest.raises(ValueError, match="at most one axis"):
+        partitioning.make_mesh(data=-1, model=-1)
+    with pytest.raises(ValueError, match="unknown parameter_sharding"):
+        partitioning.logical_axis_rules("zero3")
+
+
+def test_losses_equal_on_one_device_and_on_meshes():
+    """Three steps (dropout on) give the same losses on 1 device, 8x1x1 and 4x1x2 meshes."""
+    devices = jax.devices()
+    reference, ref_state, _ = run_steps(partitioning.make_mesh(devices=devices[:1]))
+    for shape in [dict(data=8), dict(data=4, model=2), dict(data=2, fsdp=2, model=2)]:
+        sharding = "fsdp" if shape.get("fsdp", 1) > 1 else "data_parallel"
+        losses, state, _ = run_steps(partitioning.make_mesh(**shape), parameter_sharding=sharding)
+        np.testing.assert_allclose(losses, reference, rtol=1e-5, err_msg=str(shape))
+        for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6)
+    assert reference[-1] < reference[0] or np.isfinite(reference).all()
+
+
+def test_parameters_land_with_the_intended_shardings():
+    mesh = partitioning.make_mesh(data=2, fsdp=2, model=2)
+    trainer = make_trainer(mesh, parameter_sharding="fsdp")
+    state = trainer.init_state(seed=0)
+    flat = jax.tree_util.tree_flatten_with_path(state.params["encoder"])[0]
+    specs = {jax.tree_util.keystr(path): leaf.sharding.spec for path, leaf in flat}
+    mlp_in = [s for p, s in specs.items() if "mlp" in p.lower() and len(s) == 2]
+    assert any("model" in tuple(s) for s in specs.values()), specs
+    assert any("fsdp" in tuple(s) for s in specs.values()), specs
+    assert mlp_in, specs
+    # The optimizer's moments mirror the parameters' shardings.
+    mu = state.opt_state[1][0].mu["encoder"]
+    for p, m in zip(jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(mu)):
+        assert m.sharding.is_equivalent_to(p.sharding, p.ndim)
+
+
+def test_step_is_deterministic_and_dropout_keys_follow_the_step():
+    mesh = partitioning.make_mesh(devices=jax.devices()[:2])
+    a, _, _ = run_steps(mesh, num_steps=2)
+    b, _, _ = run_steps(mesh, num_steps=2)
+    assert a == b
+    # Same batch at two different steps: different dropout masks -> different losses.
+    trainer = make_trainer(mesh)
+    state = trainer.init_state(seed=0)
+    batch = partitioning.host_local_batch_to_global(synthetic_batch(0), mesh)
+    loss_at = lambda step: float(
+        trainer.loss_and_embeddings(state.params, batch, jax.random.fold_in(jax.random.key(3), step))[0]
+    )
+    assert loss_at(0) != loss_at(1)
+
+
+def test_frozen_temperature_stays_fixed():
+    mesh = partitioning.make_mesh(devices=jax.devices()[:1])
+    _, state, _ = run_steps(mesh, learn_logit_scale=False, initial_logit_scale=50.0)
+    np.testing.assert_allclose(float(np.exp(state.params["log_scale"])), 50.0, rtol=1e-6)
+    _, state, _ = run_steps(mesh, learn_logit_scale=True, initial_logit_scale=50.0)
+    assert abs(float(np.exp(state.params["log_scale"])) - 50.0) > 1e-4
+
+
+def test_optimizer_schedule_and_decay_mask():
+    optimizer, schedule = training.make_optimizer(100, learning_rate=1.0, warmup_steps=10)
+    assert float(schedule(0)) == 0.0
+    np.testing.assert_allclose(float(schedule(10)), 1.0, rtol=1e-6)
+    assert float(schedule(100)) < 1e-6
+    params = {"w": jax.numpy.ones((2, 2)), "b": jax.numpy.ones((2,)), "log_scale": jax.numpy.ones(())}
+    state = optimizer.init(params)
+    zero = jax.tree.map(jax.numpy.zeros_like, params)
+    _, state = optimizer.update(zero, state, params)  # step 0 has learning rate 0
+    updates, _ = optimizer.update(zero, state, params)
+    # With zero gradients only weight decay moves parameters: matrices only.
+    assert float(abs(updates["w"]).sum()) > 0
+    assert float(abs(updates["b"]).sum()) == 0 and float(abs(updates["log_scale"])) == 0
+    assert isinstance(optimizer, optax.GradientTransformation)
