@@ -1,0 +1,260 @@
+"""Transformer encoders with logical axis names on every parameter and activation.
+
+One module covers both of the encoders that cpt-jax needs:
+  - the paper's: causal (GPT-2 layout, pre-LayerNorm), whose embedding is the last layer's
+    hidden state at the `[EOS]` delimiter that closes every input;
+  - a bidirectional BERT-style encoder (post-LayerNorm, token-type embeddings) with mean
+    pooling, whose parameters map one-to-one onto BERT-family checkpoints.
+
+Inputs are right-padded token ids `[b, L]` with 0 as padding; outputs are L2-normalised
+float32 embeddings `[b, D]`.
+
+Parameter layout (`layer_{i}` repeated `num_layers` times):
+  token_embedding [vocab, embed]; position_embedding [pos, embed];
+  (post-LN only) token_type_embedding [type, embed], embedding_norm;
+  layer_{i}/attention/{query,key,value}_kernel [embed, heads, kv], _bias [heads, kv];
+  layer_{i}/attention/out_kernel [heads, kv, embed], out_bias [embed];
+  layer_{i}/attention_norm, layer_{i}/mlp/{wi [embed, mlp], wo [mlp, embed]}, layer_{i}/mlp_norm;
+  (pre-LN only) final_norm; (optional) projection/kernel [embed, embed_out].
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cpt_jax.models.config import EncoderConfig
+
+LOGICAL_AXIS_NAMES = (
+    # parameters
+    "vocab",  # token ids
+    "pos",  # learned positions
+    "type",  # token types (BERT)
+    "embed",  # model width
+    "heads",  # attention heads
+    "kv",  # per-head width
+    "mlp",  # feed-forward width
+    "embed_out",  # output projection width
+    # activations (also 'embed', 'heads', 'kv', 'mlp')
+    "batch",
+    "length",
+)
+"""Every logical axis name used by the encoders; `partitioning.logical_axis_rules` maps each."""
+
+_MASK_VALUE = -1e9  # finite, so an all-padding row attends uniformly instead of giving NaN
+
+
+def _init(initializer, axes):
+    return nn.with_logical_partitioning(initializer, axes)
+
+
+def _activation(name: str):
+    return {
+        "gelu": functools.partial(jax.nn.gelu, approximate=True),
+        "gelu_exact": functools.partial(jax.nn.gelu, approximate=False),
+        "relu": jax.nn.relu,
+    }[name]
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over `embed` with logically partitioned scale and bias."""
+
+    eps: float
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.LayerNorm(
+            epsilon=self.eps,
+            dtype=self.dtype,
+            scale_init=_init(nn.initializers.ones, ("embed",)),
+            bias_init=_init(nn.initializers.zeros, ("embed",)),
+        )(x)
+
+
+class Attention(nn.Module):
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, x, attention_bias, *, deterministic: bool):
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        kernel = nn.initializers.normal(0.02)
+
+        # Explicit parameters rather than DenseGeneral: its initializer sees a flattened
+        # kernel shape, which breaks the 3-D logical annotation under a mesh.
+        def dense(name, kernel_shape, kernel_axes, bias_shape, bias_axes):
+            return {
+                "kernel": self.param(name + "_kernel", _init(kernel, kernel_axes), kernel_shape),
+                "bias": self.param(
+                    name + "_bias", _init(nn.initializers.zeros, bias_axes), bias_shape
+                ),
+            }
+
+        heads = (c.num_heads, c.head_dim)
+
+        def project(name):
+            p = dense(name, (c.d_model, *heads), ("embed", "heads", "kv"), heads, ("heads", "kv"))
+            y = jnp.einsum("bld,dhk->blhk", x, p["kernel"].astype(dtype)) + p["bias"].astype(dtype)
+            return nn.with_logical_constraint(y, ("batch", "length", "heads", "kv"))
+
+        query, key, value = project("query"), project("key"), project("value")
+        scores = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+        scores = scores / np.sqrt(c.head_dim) + attention_bias
+        probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+        probs = nn.Dropout(c.dropout_rate)(probs, deterministic=deterministic)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
+        context = nn.with_logical_constraint(context, ("batch", "length", "heads", "kv"))
+        p = dense("out", (*heads, c.d_model), ("heads", "kv", "embed"), (c.d_model,), ("embed",))
+        out = jnp.einsum("blhk,hkd->bld", context, p["kernel"].astype(dtype)) + p["bias"].astype(
+            dtype
+        )
+        return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+
+
+class Mlp(nn.Module):
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, x, *, deterministic: bool):
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        kernel = nn.initializers.normal(0.02)
+        h = nn.Dense(
+            c.d_ff,
+            dtype=dtype,
+            kernel_init=_init(kernel, ("embed", "mlp")),
+            bias_init=_init(nn.initializers.zeros, ("mlp",)),
+            name="wi",
+        )(x)
+        h = nn.with_logical_constraint(_activation(c.activation)(h), ("batch", "length", "mlp"))
+        out = nn.Dense(
+            c.d_model,
+            dtype=dtype,
+            kernel_init=_init(kernel, ("mlp", "embed")),
+            bias_init=_init(nn.initializers.zeros, ("embed",)),
+            name="wo",
+        )(h)
+        return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+
+
+class Block(nn.Module):
+    """One transformer layer, pre- or post-LayerNorm."""
+
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, x, attention_bias, deterministic: bool):
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        attention = Attention(c, name="attention")
+        mlp = Mlp(c, name="mlp")
+        attention_norm = LayerNorm(c.layer_norm_eps, dtype, name="attention_norm")
+        mlp_norm = LayerNorm(c.layer_norm_eps, dtype, name="mlp_norm")
+        drop = lambda y: nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
+        if c.layer_norm == "pre":
+            x = x + drop(attention(attention_norm(x), attention_bias, deterministic=deterministic))
+            x = x + drop(mlp(mlp_norm(x), deterministic=deterministic))
+        else:
+            x = attention_norm(x + drop(attention(x, attention_bias, deterministic=deterministic)))
+            x = mlp_norm(x + drop(mlp(x, deterministic=deterministic)))
+        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+def _pool(hidden, mask, pooling: str):
+    """`[b, L, D]` hidden states and `[b, L]` padding mask -> `[b, D]`."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "eos":
+        last = jnp.maximum(jnp.sum(mask, axis=1) - 1, 0)
+        return jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    weights = mask.astype(hidden.dtype)[..., None]
+    return jnp.sum(hidden * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+
+
+class Encoder(nn.Module):
+    """Token ids `[b, L]` (0 = padding) -> unit-norm float32 embeddings `[b, D]`.
+
+    Example:
+      model = Encoder(EncoderConfig())
+      params = model.init(jax.random.key(0), tokens)["params"]
+      embeddings = model.apply({"params": params}, tokens)              # deterministic
+      embeddings = model.apply({"params": params}, tokens, deterministic=False,
+                               rngs={"dropout": key})                   # with dropout
+    """
+
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        length = tokens.shape[1]
+        if length > c.max_length:
+            raise ValueError(
+                f"input length {length} exceeds EncoderConfig.max_length={c.max_length}"
+            )
+        tokens = nn.with_logical_constraint(tokens, ("batch", "length"))
+        mask = tokens != 0
+
+        embed_init = nn.initializers.normal(0.02)
+        token_embedding = self.param(
+            "token_embedding", _init(embed_init, ("vocab", "embed")), (c.vocab_size, c.d_model)
+        )
+        position_embedding = self.param(
+            "position_embedding", _init(embed_init, ("pos", "embed")), (c.max_length, c.d_model)
+        )
+        x = jnp.take(token_embedding, tokens, axis=0) + position_embedding[None, :length]
+        if c.layer_norm == "post":
+            token_type_embedding = self.param(
+                "token_type_embedding", _init(embed_init, ("type", "embed")), (2, c.d_model)
+            )
+            x = x + token_type_embedding[0]
+            x = LayerNorm(c.layer_norm_eps, dtype, name="embedding_norm")(x)
+        x = nn.Dropout(c.dropout_rate)(x.astype(dtype), deterministic=deterministic)
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+        allowed = mask[:, None, None, :]
+        if c.causal:
+            allowed = allowed & jnp.tril(jnp.ones((length, length), bool))[None, None]
+        attention_bias = jnp.where(allowed, 0.0, _MASK_VALUE).astype(jnp.float32)
+
+        block = nn.remat(Block, static_argnums=(3,)) if c.remat else Block
+        for i in range(c.num_layers):
+            x = block(c, name=f"layer_{i}")(x, attention_bias, deterministic)
+        if c.layer_norm == "pre":
+            x = LayerNorm(c.layer_norm_eps, dtype, name="final_norm")(x)
+
+        pooled = _pool(x.astype(jnp.float32), mask, c.pooling)
+        if c.projection_dim:
+            pooled = nn.Dense(
+                c.projection_dim,
+                use_bias=False,
+                kernel_init=_init(nn.initializers.normal(0.02), ("embed", "embed_out")),
+                name="projection",
+            )(pooled)
+        pooled = nn.with_logical_constraint(pooled, ("batch", "embed"))
+        norm = jnp.sqrt(jnp.sum(jnp.square(pooled), axis=-1, keepdims=True))
+        return pooled / jnp.maximum(norm, 1e-12)
+
+
+def count_params(config: EncoderConfig) -> tuple[int, int]:
+    """(total, non-embedding) parameter counts, from shapes only (nothing is materialised).
+
+    Non-embedding excludes the token, position and token-type embeddings (Kaplan et al.).
+    """
+    shapes = jax.eval_shape(Encoder(config).init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))[
+        "params"
+    ]
+    shapes = nn.unbox(shapes)
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+    embedding = sum(
+        int(np.prod(shapes[name].shape))
+        for name in ("token_embedding", "position_embedding", "token_type_embedding")
+        if name in shapes
+    )
+    return total, total - embedding

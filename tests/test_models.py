@@ -1,0 +1,267 @@
+"""Encoders: parameter counts of the presets, masking and pooling, and a float64 numpy forward."""
+
+import os
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+
+from cpt_jax import partitioning
+from cpt_jax.models import LOGICAL_AXIS_NAMES, Encoder, EncoderConfig, count_params
+
+GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
+CAUSAL = EncoderConfig(vocab_size=50, num_layers=2, d_model=16, num_heads=2, d_ff=32, max_length=16)
+BIDIRECTIONAL = EncoderConfig(
+    vocab_size=50,
+    num_layers=2,
+    d_model=16,
+    num_heads=2,
+    d_ff=32,
+    max_length=16,
+    causal=False,
+    pooling="mean",
+    layer_norm="post",
+    activation="gelu_exact",
+    layer_norm_eps=1e-12,
+    projection_dim=8,
+)
+
+
+def preset(size, vocab_size, architecture="causal"):
+    gin.clear_config()
+    gin.add_config_file_search_path(GIN_DIR)
+    gin.parse_config_files_and_bindings(
+        [f"{GIN_DIR}/architectures/{architecture}.gin", f"{GIN_DIR}/models/{size}.gin"],
+        [f"VOCAB_SIZE = {vocab_size}"],
+    )
+    try:
+        return EncoderConfig()
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.parametrize("size, target", [("S", 300e6), ("M", 1.2e9), ("L", 6e9), ("XL", 175e9)])
+def test_paper_size_presets_have_the_paper_parameter_counts(size, target):
+    # The paper's sizes are the GPT-3 shapes. Their transformer bodies match (S: 302M); the
+    # totals include embeddings, which depend on the vocabulary: with GPT-3's 50,257 BPE
+    # vocabulary the S total is 353M (+18%), with a 32,000-piece SentencePiece one 337M. So
+    # the total is checked at 32k and the body at 50,257, both within 15%.
+    total, _ = count_params(preset(size, 32000))
+    _, body = count_params(preset(size, 50257))
+    assert abs(total - target) / target < 0.15, (size, total)
+    assert abs(body - target) / target < 0.15, (size, body)
+
+
+def test_tiny_parameter_count_matches_formula():
+    c = CAUSAL
+    d, f, layers = c.d_model, c.d_ff, c.num_layers
+    per_layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d
+    expected = c.vocab_size * d + c.max_length * d + layers * per_layer + 2 * d
+    assert count_params(c) == (expected, expected - c.vocab_size * d - c.max_length * d)
+
+
+def init(config, seed=0):
+    tokens = jnp.ones((2, config.max_length), jnp.int32)
+    return nn.unbox(Encoder(config).init(jax.random.key(seed), tokens)["params"])
+
+
+def tokens_with_padding(lengths, width, seed=0, vocab=50):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, vocab, (len(lengths), width)).astype(np.int32)
+    for row, n in enumerate(lengths):
+        tokens[row, n:] = 0
+    return tokens
+
+
+# -- float64 numpy reference forward ---------------------------------------------------------
+def _np_layer_norm(x, p, eps):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * p["LayerNorm_0"]["scale"] + p["LayerNorm_0"]["bias"]
+
+
+def _np_gelu(x, exact):
+    if exact:
+        from scipy.special import erf
+
+        return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def numpy_forward(params, tokens, c):
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    b, length = tokens.shape
+    mask = tokens != 0
+    x = p["token_embedding"][tokens] + p["position_embedding"][:length]
+    if c.layer_norm == "post":
+        x = _np_layer_norm(x + p["token_type_embedding"][0], p["embedding_norm"], c.layer_norm_eps)
+    allowed = mask[:, None, None, :]
+    if c.causal:
+        allowed = allowed & np.tril(np.ones((length, length), bool))
+    for i in range(c.num_layers):
+        lp = p[f"layer_{i}"]
+
+        def attention(h):
+            a = lp["attention"]
+            q, k, v = (
+                np.einsum("bld,dhk->blhk", h, a[n + "_kernel"]) + a[n + "_bias"]
+                for n in ("query", "key", "value")
+            )
+            s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(c.head_dim)
+            s = np.where(allowed, s, -1e9)
+            w = np.exp(s - s.max(-1, keepdims=True))
+            w /= w.sum(-1, keepdims=True)
+            ctx = np.einsum("bhqk,bkhd->bqhd", w, v)
+            return np.einsum("bqhd,hde->bqe", ctx, a["out_kernel"]) + a["out_bias"]
+
+        def mlp(h):
+            m = lp["mlp"]
+            h = _np_gelu(h @ m["wi"]["kernel"] + m["wi"]["bias"], c.activation == "gelu_exact")
+            return h @ m["wo"]["kernel"] + m["wo"]["bias"]
+
+        eps = c.layer_norm_eps
+        if c.layer_norm == "pre":
+            x = x + attention(_np_layer_norm(x, lp["attention_norm"], eps))
+            x = x + mlp(_np_layer_norm(x, lp["mlp_norm"], eps))
+        else:
+            x = _np_layer_norm(x + attention(x), lp["attention_norm"], eps)
+            x = _np_layer_norm(x + mlp(x), lp["mlp_norm"], eps)
+    if c.layer_norm == "pre":
+        x = _np_layer_norm(x, p["final_norm"], c.layer_norm_eps)
+    if c.pooling == "eos":
+        pooled = x[np.arange(b), mask.sum(1) - 1]
+    else:
+        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    if c.projection_dim:
+        pooled = pooled @ p["projection"]["kernel"]
+    return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+def test_forward_matches_float64_numpy(config):
+    params = init(config, seed=1)
+    # Scale up the (tiny at init) parameters so that every term matters.
+    params = jax.tree.map(lambda x: x * 5 if x.ndim >= 2 else x + 0.1, params)
+    tokens = tokens_with_padding([16, 9, 3, 1], 16, seed=2)
+    got = Encoder(config).apply({"params": params}, tokens)
+    np.testing.assert_allclose(np.asarray(got), numpy_forward(params, tokens, config), atol=1e-5)
+
+
+def test_causal_hidden_states_do_not_see_the_future():
+    params = init(CAUSAL)
+    tokens = tokens_with_padding([10, 10], 16, seed=3)
+    changed = tokens.copy()
+    changed[:, 6:10] = 7
+    # EOS pooling reads position len-1; compare prefixes by truncating the rows to length 6.
+    prefix = tokens.copy()
+    prefix[:, 6:] = 0
+    changed_prefix = changed.copy()
+    changed_prefix[:, 6:] = 0
+    apply = lambda t: np.asarray(Encoder(CAUSAL).apply({"params": params}, t))
+    np.testing.assert_allclose(apply(prefix), apply(changed_prefix), atol=1e-6)
+    assert not np.allclose(apply(tokens), apply(changed), atol=1e-4)
+
+
+@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+def test_right_padding_does_not_change_embeddings(config):
+    params = init(config)
+    tokens = tokens_with_padding([5, 8], 8, seed=4)
+    wider = np.zeros((2, 16), np.int32)
+    wider[:, :8] = tokens
+    apply = lambda t: np.asarray(Encoder(config).apply({"params": params}, t))
+    np.testing.assert_allclose(apply(tokens), apply(wider), atol=1e-6)
+
+
+def test_eos_pooling_reads_the_last_real_token():
+    params = init(CAUSAL)
+    tokens = tokens_with_padding([6], 16, seed=5)
+    edited = tokens.copy()
+    edited[0, 5] = (tokens[0, 5] % 49) + 1  # the last real token: must change the output
+    apply = lambda t: np.asarray(Encoder(CAUSAL).apply({"params": params}, t))
+    assert not np.allclose(apply(tokens), apply(edited), atol=1e-4)
+
+
+@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+def test_outputs_unit_norm_and_all_padding_rows_finite(config):
+    params = init(config)
+    tokens = tokens_with_padding([4, 0], 8, seed=6)
+    out = np.asarray(Encoder(config).apply({"params": params}, tokens))
+    assert out.shape == (2, config.embedding_dim) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out[0]), 1.0, rtol=1e-6)
+
+
+def test_dropout_and_remat():
+    config = EncoderConfig(**{**CAUSAL.to_dict(), "dropout_rate": 0.3})
+    params = init(config)
+    tokens = tokens_with_padding([10, 7], 16, seed=7)
+    model = Encoder(config)
+    run = lambda key: np.asarray(
+        model.apply({"params": params}, tokens, deterministic=False, rngs={"dropout": key})
+    )
+    assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))
+    np.testing.assert_array_equal(run(jax.random.key(1)), run(jax.random.key(1)))
+    remat = Encoder(EncoderConfig(**{**config.to_dict(), "remat": True}))
+
+    def loss(m, p):
+        out = m.apply(
+            {"params": p}, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
+        )
+        return jnp.sum(out[0] * out[1])
+
+    g1, g2 = jax.grad(lambda p: loss(model, p))(params), jax.grad(lambda p: loss(remat, p))(params)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_every_parameter_has_logical_axes_and_sharded_forward_matches():
+    boxed = Encoder(BIDIRECTIONAL).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
+    specs = nn.get_partition_spec(boxed)
+    leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert all(isinstance(x, nn.Partitioned) for x in leaves)
+    for spec in jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)):
+        assert set(spec) <= set(LOGICAL_AXIS_NAMES), spec
+
+    config = EncoderConfig(**{**BIDIRECTIONAL.to_dict(), "vocab_size": 64})
+    mesh = partitioning.make_mesh(data=4, model=2)
+    rules = partitioning.logical_axis_rules()
+    params = init(config)
+    shardings = partitioning.logical_to_shardings(
+        nn.get_partition_spec(
+            Encoder(config).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
+        ),
+        mesh,
+        rules,
+    )
+    sharded = jax.device_put(params, shardings)
+    assert any("model" in tuple(s.spec) for s in jax.tree.leaves(shardings))
+    tokens = tokens_with_padding([5, 8, 3, 1, 2, 8, 7, 6], 8, seed=8)
+
+    @jax.jit
+    def apply(p, t):
+        with nn.logical_axis_rules(rules):
+            return Encoder(config).apply({"params": p}, t)
+
+    with jax.set_mesh(mesh):
+        out = apply(
+            sharded,
+            jax.device_put(tokens, NamedSharding(mesh, partitioning.batch_sharding(mesh).spec)),
+        )
+    plain = Encoder(config).apply({"params": params}, tokens)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(plain), atol=1e-5)
+
+
+def test_config_round_trip_and_errors():
+    assert EncoderConfig.from_dict(BIDIRECTIONAL.to_dict()) == BIDIRECTIONAL
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        EncoderConfig.from_dict({**CAUSAL.to_dict(), "colour": 1})
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        EncoderConfig(d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        EncoderConfig(pooling="max")
+    with pytest.raises(ValueError, match="exceeds EncoderConfig.max_length"):
+        Encoder(CAUSAL).init(jax.random.key(0), jnp.ones((1, 17), jnp.int32))
