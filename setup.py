@@ -30,7 +30,9 @@ setuptools.setup(
     description="Contrastive pre-training of text and code embeddings (cpt-text / cpt-code) in JAX",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["cpt_jax", "cpt_jax.*", "data_pipelines", "data_pipelines.*"]),
+    packages=setuptools.find_packages(
+        include=["cpt_jax", "cpt_jax.*", "data_pipelines", "data_pipelines.*"]
+    ),
     package_data={"": ["*.gin"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,

@@ -73,7 +73,9 @@ class Embedder:
         config = EncoderConfig.from_dict(meta["model_config"])
         tokenizer = PairTokenizer.from_file(os.path.join(model_dir, meta["vocabulary_file"]))
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        boxed = jax.eval_shape(Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+        boxed = jax.eval_shape(
+            Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
+        )
         abstract = {
             "encoder": jax.tree.map(
                 lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -84,9 +86,7 @@ class Embedder:
         params = checkpoints.restore_params(model_dir, abstract, step)
         return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
 
-    def encode(
-        self, texts: Sequence[str], kind: str = "query", batch_size: int = 64
-    ) -> np.ndarray:
+    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64) -> np.ndarray:
         """Embeds `texts` -> float32 `[len(texts), dim]`, rows of unit L2 norm.
 
         Args:
@@ -167,8 +167,11 @@ def read_jsonl_field(path: str, field: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cpt_jax.embed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_jax.embed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", required=True, help="model directory written by training")
     parser.add_argument("--input", required=True, help="JSONL file, one object per line")
     parser.add_argument("--field", default="text", help="the JSON field holding the text")

@@ -41,7 +41,9 @@ def make_mesh(
     devices = list(jax.devices() if devices is None else devices)
     sizes = [data, fsdp, model]
     if sizes.count(-1) > 1:
-        raise ValueError(f"make_mesh: at most one axis may be -1, got {dict(zip(MESH_AXES, sizes))}")
+        raise ValueError(
+            f"make_mesh: at most one axis may be -1, got {dict(zip(MESH_AXES, sizes))}"
+        )
     known = int(np.prod([s for s in sizes if s != -1]))
     if -1 in sizes:
         if len(devices) % known:

@@ -84,8 +84,11 @@ def format_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m cpt_jax.quickstart", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_jax.quickstart",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model_dir", default="runs/quickstart")
     parser.add_argument("--data_dir", default="data/stdlib_code")
     parser.add_argument("--vocab_size", type=int, default=8000)

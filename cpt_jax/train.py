@@ -253,7 +253,12 @@ def _progress_bar(start: int, total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(
-        total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True
+        total=total,
+        initial=start,
+        disable=not enabled,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
     )
 
 
@@ -264,8 +269,11 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     `--gin.KEY=VALUE` becomes the binding `KEY = VALUE`; `--gin_bindings=...` is taken as is.
     """
     gin_args = [a for a in argv if a.startswith("--gin.")]
-    parser = argparse.ArgumentParser(prog="python -m cpt_jax.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_jax.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
     parser.add_argument("--gin_bindings", action="append", default=[], help="gin binding")
     parser.add_argument(
@@ -274,7 +282,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
     bindings = list(args.gin_bindings)
     for arg in gin_args:
-        key, sep, value = arg[len("--gin."):].partition("=")
+        key, sep, value = arg[len("--gin.") :].partition("=")
         if not sep:
             raise SystemExit(f"error: {arg!r} needs a value: --gin.KEY=VALUE")
         bindings.append(f"{key} = {value}")

@@ -14,3 +14,23 @@ os.environ["XLA_FLAGS"] = (
 import jax  # noqa: E402
 
 jax.config.update("jax_threefry_partitionable", True)
+
+import pytest  # noqa: E402
+
+TEST_VOCAB_SIZE = 1024
+
+
+@pytest.fixture(scope="session")
+def stdlib_corpus(tmp_path_factory):
+    """The real stdlib pairs corpus and a small SentencePiece vocabulary, built once."""
+    from data_pipelines import python_code, vocabulary
+
+    data_dir = str(tmp_path_factory.mktemp("stdlib_code"))
+    manifest = python_code.build_stdlib_corpus(data_dir)
+    model = vocabulary.train_from_corpus(data_dir, f"{data_dir}/spm", vocab_size=TEST_VOCAB_SIZE)
+    return {
+        "data_dir": data_dir,
+        "vocabulary": model,
+        "vocab_size": TEST_VOCAB_SIZE,
+        "manifest": manifest,
+    }

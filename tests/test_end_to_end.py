@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from cpt_jax import checkpoints
-from cpt_jax.embed import Embedder, main as embed_main
+from cpt_jax.embed import Embedder
+from cpt_jax.embed import main as embed_main
 
 pytestmark = pytest.mark.slow
 
@@ -75,13 +76,15 @@ def test_launcher_writes_a_self_describing_model_dir(trained):
     for name in ("config.gin", "model.json", "spm.model", "metrics.jsonl"):
         assert os.path.exists(os.path.join(trained, name)), name
     config = open(os.path.join(trained, "config.gin")).read()
-    assert "train.batch_size = 16" in config and "EncoderConfig" in config
+    assert "BATCH_SIZE = 16" in config and "EncoderConfig.num_layers = 2" in config
     records = [json.loads(line) for line in open(os.path.join(trained, "metrics.jsonl"))]
     assert [r["step"] for r in records] == [2, 4, 6]
     for r in records:
         assert np.isfinite(r["loss"]) and r["pairs_per_second"] > 0
         assert 0.0 <= r["accuracy_q2d"] <= 1.0
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(trained, "train")))
+    assert any(
+        f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(trained, "train"))
+    )
     assert sorted(os.listdir(os.path.join(trained, "checkpoints")))[-1] == "6"
 
 
@@ -152,8 +155,18 @@ def test_embed_cli_matches_the_api(trained, tmp_path):
     inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
     output = tmp_path / "out.npy"
     code = embed_main(
-        ["--checkpoint", trained, "--input", str(inputs), "--field", "text", "--kind", "query",
-         "--output", str(output)]
+        [
+            "--checkpoint",
+            trained,
+            "--input",
+            str(inputs),
+            "--field",
+            "text",
+            "--kind",
+            "query",
+            "--output",
+            str(output),
+        ]
     )
     assert code == 0
     np.testing.assert_allclose(

@@ -106,7 +106,9 @@ def test_step_is_deterministic_and_dropout_keys_follow_the_step():
     state = trainer.init_state(seed=0)
     batch = partitioning.host_local_batch_to_global(synthetic_batch(0), mesh)
     loss_at = lambda step: float(
-        trainer.loss_and_embeddings(state.params, batch, jax.random.fold_in(jax.random.key(3), step))[0]
+        trainer.loss_and_embeddings(
+            state.params, batch, jax.random.fold_in(jax.random.key(3), step)
+        )[0]
     )
     assert loss_at(0) != loss_at(1)
 
@@ -124,7 +126,11 @@ def test_optimizer_schedule_and_decay_mask():
     assert float(schedule(0)) == 0.0
     np.testing.assert_allclose(float(schedule(10)), 1.0, rtol=1e-6)
     assert float(schedule(100)) < 1e-6
-    params = {"w": jax.numpy.ones((2, 2)), "b": jax.numpy.ones((2,)), "log_scale": jax.numpy.ones(())}
+    params = {
+        "w": jax.numpy.ones((2, 2)),
+        "b": jax.numpy.ones((2,)),
+        "log_scale": jax.numpy.ones(()),
+    }
     state = optimizer.init(params)
     zero = jax.tree.map(jax.numpy.zeros_like, params)
     _, state = optimizer.update(zero, state, params)  # step 0 has learning rate 0

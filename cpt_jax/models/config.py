@@ -74,7 +74,7 @@ class EncoderConfig:
                     f"EncoderConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
         if self.projection_dim is not None and self.projection_dim < 1:
-            raise ValueError(f"EncoderConfig.projection_dim must be positive or None")
+            raise ValueError("EncoderConfig.projection_dim must be positive or None")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(
                 f"EncoderConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}"
