@@ -1,5 +1,7 @@
 """cpt-jax: contrastive pre-training of text and code embedding models in JAX."""
 
+import pathlib
+
 import setuptools
 
 INSTALL_REQUIRES = [
@@ -28,7 +30,7 @@ setuptools.setup(
     name="cpt-jax",
     version="0.1.0",
     description="Contrastive pre-training of text and code embeddings (cpt-text / cpt-code) in JAX",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=pathlib.Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(
         include=["cpt_jax", "cpt_jax.*", "data_pipelines", "data_pipelines.*"]

@@ -141,7 +141,7 @@ def read_jsonl_field(path: str, field: str) -> list[str]:
     """
     texts = []
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as e:
         raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
     with f:

@@ -1,7 +1,7 @@
 """Contrastive losses with negatives gathered across every device and host.
 
-Imports only jax and numpy, so that other projects can `import cpt_jax.losses` without
-tensorflow, seqio or flax.
+Imports only jax, numpy and the standard library, so that other projects can
+`import cpt_jax.losses` without tensorflow, seqio or flax.
 
 The loss of the paper (Neelakantan et al., 2022), for a global batch of B pairs of unit-norm
 embeddings `(q_i, d_i)` and a learned scale `s = 1 / temperature`:
@@ -10,7 +10,9 @@ embeddings `(q_i, d_i)` and a learned scale `s = 1 / temperature`:
     L = 1/B * sum_i 0.5 * ( CE(Z[i, :], i)  +  CE(Z[:, i], i) )
 
 where `CE(z, t) = logsumexp(z) - z[t]`: each query must pick out its document among all B
-documents (rows), and each document its query among all B queries (columns).
+documents (rows, query->document), and each document its query among all B queries
+(columns, document->query). The two directions are averaged, not summed (t5x_retrieval sums
+them, which silently doubles the learning rate).
 
 Across devices (`axis_name` given, inside `jax.shard_map` over the batch axes), each device
 holds b = B / n rows. It scores its local queries against the all-gathered documents and its
@@ -18,20 +20,20 @@ local documents against the all-gathered queries, so it never materialises more 
 `[b, B]` logits; the per-device sums are `psum`-ed and divided by the global B. JAX
 differentiates `all_gather` itself (its transpose is `psum_scatter`), so the gradients equal
 those of the single-device loss with no hand-written gradient (the bug class of open_clip#616
-and tevatron#30). Use `shard_map`'s default `check_vma=True`.
+and tevatron#30). `sharded_symmetric_info_nce` does this for global arrays on a mesh.
 
 Hard negatives `[b, N, d]` add columns to the query->document direction only; globally the
 columns are laid out `[positives (B) | negatives (B*N)]`, the negative block example-major
-(example 0's N negatives, then example 1's, ...).
+(example 0's N negatives, then example 1's, ...), so row i's label is always column i.
 
-False negatives: pass an id per text (a hash of it); an in-batch negative whose id equals the
-positive's is masked out. Never mask by embedding equality (dropout makes identical texts
-embed differently).
+False negatives: pass an integer id per text (e.g. a 31-bit hash of it); an in-batch
+candidate whose id equals the positive's is masked out (its logit set to -inf). Never mask by
+embedding equality (dropout makes identical texts embed differently).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -42,42 +44,74 @@ from jax.sharding import PartitionSpec as P
 
 AxisName = str | tuple[str, ...] | None
 
+__all__ = [
+    "contrastive_metrics",
+    "init_log_scale",
+    "logit_scale_from_log",
+    "sharded_contrastive_metrics",
+    "sharded_symmetric_info_nce",
+    "symmetric_info_nce",
+]
+
 
 # -- temperature ----------------------------------------------------------------------------
 def init_log_scale(scale: float = 1.0 / 0.07) -> jax.Array:
-    """The initial learned log-scale (float32 scalar); CLIP starts at 1/0.07."""
+    """The initial learned log-scale: a float32 scalar `log(scale)`.
+
+    CLIP starts at `scale = 1 / 0.07` (temperature 0.07). Store this value as the trainable
+    parameter and turn it into a scale with `logit_scale_from_log`.
+
+    Example:
+      >>> float(jnp.exp(init_log_scale(20.0)))  # doctest: +ELLIPSIS
+      20.0...
+    """
     if scale <= 0:
         raise ValueError(f"logit scale must be positive, got {scale}")
     return jnp.asarray(np.log(scale), jnp.float32)
 
 
 def logit_scale_from_log(
-    log_scale: jax.Array, *, max_scale: float = 100.0, trainable: bool = True
+    log_scale: jax.Array | float, *, max_scale: float = 100.0, trainable: bool = True
 ) -> jax.Array:
-    """`exp(log_scale)` clamped at `max_scale` (CLIP's 100); frozen when not `trainable`.
+    """The logit scale `s = exp(min(log_scale, log(max_scale)))`, a float32 scalar.
 
-    The clamp is applied in the forward pass, so a log-scale above `log(max_scale)` gets no
-    gradient pushing it further up.
+    The clamp (CLIP's `s <= 100`) is applied in the forward pass, so a log-scale above
+    `log(max_scale)` gets a zero gradient and stops growing. With `trainable=False` the scale
+    is wrapped in `stop_gradient` (a frozen temperature, as Nomic's fixed 50 or
+    t5x_retrieval's fixed 100).
+
+    Args:
+      log_scale: scalar log of the scale (any float dtype; computed in float32).
+      max_scale: upper bound on the scale.
+      trainable: whether gradients flow back into `log_scale`.
+
+    Example:
+      >>> float(logit_scale_from_log(jnp.log(500.0)))  # doctest: +ELLIPSIS
+      100.0...
     """
-    scale = jnp.exp(jnp.minimum(jnp.asarray(log_scale, jnp.float32), np.log(max_scale)))
+    log_scale = jnp.asarray(log_scale, jnp.float32)
+    scale = jnp.exp(jnp.minimum(log_scale, np.float32(np.log(max_scale))))
     return scale if trainable else jax.lax.stop_gradient(scale)
 
 
 # -- shared internals ---------------------------------------------------------------------------
 class _ScoredBlock(NamedTuple):
-    """One device's share of the logits, with masked entries set to -inf.
+    """One device's share of the logits, masked entries set to -inf.
 
-    rows:    [b, B + B*N] local queries against all documents then all hard negatives.
+    rows:    [b, B + B*N] local queries against all documents, then all hard negatives.
     columns: [b, B]       local documents against all queries.
-    labels:  [b]          global index of each local pair (its positive's column).
+    labels:  [b]          global index of each local pair (its positive's column / row).
+    count:   int          global batch size B (static).
     """
 
     rows: jax.Array
     columns: jax.Array
     labels: jax.Array
+    count: int
 
 
 def _gather(x, axis_name: AxisName):
+    """All-gathers the batch (leading) dimension; the identity without an axis."""
     return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
 
 
@@ -86,15 +120,19 @@ def _psum(x, axis_name: AxisName):
 
 
 def _dot(a, b):
-    """`a @ b.T` accumulated in float32 whatever the input dtype."""
+    """`a @ b.T` accumulated and returned in float32, whatever the input dtype."""
     return jnp.einsum("id,jd->ij", a, b, preferred_element_type=jnp.float32)
 
 
-def _mask_equal_ids(logits, row_ids, column_ids, labels, column_offset=0):
-    """-inf where a column's id equals the row's id, except on the row's own positive."""
-    same = row_ids[:, None] == column_ids[None, :]
-    columns = column_offset + jnp.arange(column_ids.shape[0])
-    same = same & (columns[None, :] != labels[:, None])
+def _mask_same_ids(logits, own_ids, candidate_ids, positives=None):
+    """-inf where a candidate's id equals the row's own id, except on the row's positive.
+
+    `logits [b, C]`, `own_ids [b]`, `candidate_ids [C]`, `positives [b]` (global column index
+    of each row's positive, never masked; None when no candidate is a positive).
+    """
+    same = own_ids[:, None] == candidate_ids[None, :]
+    if positives is not None:
+        same &= jnp.arange(candidate_ids.shape[0])[None, :] != positives[:, None]
     return jnp.where(same, -jnp.inf, logits)
 
 
@@ -108,39 +146,49 @@ def _score(
     document_ids=None,
     negative_ids=None,
 ) -> _ScoredBlock:
+    """The local logits, labels and masks shared by the loss and the metrics."""
+    if queries.ndim != 2 or documents.shape != queries.shape:
+        raise ValueError(
+            f"queries {queries.shape} and documents {documents.shape} must be the same [b, d]"
+        )
     b = queries.shape[0]
-    if documents.shape[0] != b:
-        raise ValueError(f"queries {queries.shape} and documents {documents.shape} differ in rows")
-    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * b
+    if axis_name is None:
+        offset, count = 0, b
+    else:
+        # The linear index over (a tuple of) axes, in the order all_gather(tiled=True) uses.
+        offset, count = jax.lax.axis_index(axis_name) * b, b * jax.lax.axis_size(axis_name)
     labels = offset + jnp.arange(b)
     scale = jnp.asarray(logit_scale, jnp.float32)
-    all_queries = _gather(queries, axis_name)
-    all_documents = _gather(documents, axis_name)
 
-    rows = scale * _dot(queries, all_documents)
-    columns = scale * _dot(documents, all_queries)
-    if (query_ids is None) != (document_ids is None):
-        raise ValueError("pass both query_ids and document_ids, or neither")
+    rows = scale * _dot(queries, _gather(documents, axis_name))  # [b, B]
+    columns = scale * _dot(documents, _gather(queries, axis_name))  # [b, B]
     if document_ids is not None:
-        rows = _mask_equal_ids(rows, document_ids, _gather(document_ids, axis_name), labels)
-        columns = _mask_equal_ids(columns, query_ids, _gather(query_ids, axis_name), labels)
+        rows = _mask_same_ids(rows, document_ids, _gather(document_ids, axis_name), labels)
+    if query_ids is not None:
+        columns = _mask_same_ids(columns, query_ids, _gather(query_ids, axis_name), labels)
 
     if negatives is not None:
-        if negatives.ndim != 3 or negatives.shape[0] != b:
-            raise ValueError(f"negatives must be [b={b}, N, d], got {negatives.shape}")
-        all_negatives = _gather(negatives, axis_name)  # [B, N, d], example-major
-        flat = all_negatives.reshape(-1, all_negatives.shape[-1])
-        negative_logits = scale * _dot(queries, flat)
+        if negatives.ndim != 3 or negatives.shape[0] != b or negatives.shape[2] != queries.shape[1]:
+            raise ValueError(
+                f"negatives must be [b={b}, N, d={queries.shape[1]}], got {negatives.shape}"
+            )
+        # Gather the whole negative block, then flatten: [B, N, d] -> [B*N, d] example-major,
+        # appended after all B positives (not interleaved per example or per device).
+        all_negatives = _gather(negatives, axis_name)
+        negative_logits = scale * _dot(queries, all_negatives.reshape(-1, negatives.shape[2]))
         if negative_ids is not None:
             if document_ids is None:
                 raise ValueError("negative_ids needs document_ids to compare against")
+            if negative_ids.shape != negatives.shape[:2]:
+                raise ValueError(
+                    f"negative_ids must be {negatives.shape[:2]}, got {negative_ids.shape}"
+                )
             flat_ids = _gather(negative_ids, axis_name).reshape(-1)
-            same = document_ids[:, None] == flat_ids[None, :]
-            negative_logits = jnp.where(same, -jnp.inf, negative_logits)
+            negative_logits = _mask_same_ids(negative_logits, document_ids, flat_ids)
         rows = jnp.concatenate([rows, negative_logits], axis=1)
     elif negative_ids is not None:
         raise ValueError("negative_ids given without negatives")
-    return _ScoredBlock(rows, columns, labels)
+    return _ScoredBlock(rows, columns, labels, count)
 
 
 def _cross_entropy(logits, labels):
@@ -163,29 +211,48 @@ def symmetric_info_nce(
 ) -> jax.Array:
     """Symmetric InfoNCE with in-batch (and optional hard) negatives; a float32 scalar.
 
+    With `Z = s * Q @ D.T` over the global batch of B pairs (`[B, B]`), hard negatives
+    appended as extra query->document columns `Zn = s * Q @ Neg.T` (`[B, B*N]`):
+
+        L = 1/B * sum_i 0.5 * ( logsumexp([Z[i, :], Zn[i, :]]) - Z[i, i]
+                              + logsumexp(Z[:, i])              - Z[i, i] )
+
+    with masked entries (false negatives) removed from the logsumexps.
+
     Args:
-      queries: `[b, d]` unit-norm query embeddings (any float dtype; logits are float32).
+      queries: `[b, d]` unit-norm query embeddings (any float dtype; logits and logsumexp
+        are computed in float32).
       documents: `[b, d]` unit-norm document embeddings; `documents[i]` is `queries[i]`'s
         positive.
       logit_scale: the scale `s` (1 / temperature), e.g. from `logit_scale_from_log`.
-      axis_name: None on one device or for global arrays under jit. Inside `jax.shard_map`,
-        the mesh axis name (or tuple of names) over which the batch is split: the inputs are
-        then the local shards and the result is the global loss on every device.
-      negatives: optional `[b, N, d]` hard negatives for each query (query->document
-        direction only; global column layout `[positives (B) | negatives (B*N)]`).
-      query_ids, document_ids: optional `[b]` integer ids of the texts (e.g. a hash). An
-        in-batch document with the same id as row i's positive is masked for row i; likewise
-        queries in the document->query direction.
-      negative_ids: optional `[b, N]` ids of the hard negatives, masked where they equal
-        the row's `document_ids`.
+      axis_name: None on one device, or for global arrays under `jax.jit`. Inside
+        `jax.shard_map`, the mesh axis name (or tuple of names) over which the batch is
+        split: the inputs are then the local shards (in the order of those axes) and the
+        result is the global loss, identical on every device.
+      negatives: optional `[b, N, d]` hard negatives of each query. They join the
+        query->document direction only: globally its columns are
+        `[positives (B) | negatives (B*N)]`, the negatives example-major (example 0's N,
+        then example 1's, ...), and every query is scored against every hard negative of
+        the batch. The document->query direction stays B documents vs B queries.
+      query_ids: optional `[b]` integer ids of the query texts. In the document->query
+        direction, for document j, every query i != j with `query_ids[i] == query_ids[j]`
+        is masked.
+      document_ids: optional `[b]` integer ids of the document texts. In the
+        query->document direction, for query i, every document j != i with
+        `document_ids[j] == document_ids[i]` is masked.
+      negative_ids: optional `[b, N]` integer ids of the hard negatives (needs
+        `document_ids`): for query i, every hard-negative column whose id equals
+        `document_ids[i]` is masked. A row's own positive is never masked.
 
     Returns:
-      `mean over the global batch of 0.5 * (CE over rows + CE over columns)`.
+      The mean over the global batch of `0.5 * (CE over rows + CE over columns)`, float32.
 
     Example:
       >>> q = d = jnp.eye(4)
       >>> float(symmetric_info_nce(q, d, logit_scale=100.0)) < 1e-6
       True
+      >>> float(symmetric_info_nce(q, d, logit_scale=0.0))  # log(4): all equally likely
+      1.386294...
     """
     block = _score(
         queries,
@@ -197,12 +264,10 @@ def symmetric_info_nce(
         document_ids,
         negative_ids,
     )
-    per_pair = 0.5 * (
-        _cross_entropy(block.rows, block.labels) + _cross_entropy(block.columns, block.labels)
+    per_pair = _cross_entropy(block.rows, block.labels) + _cross_entropy(
+        block.columns, block.labels
     )
-    total = _psum(jnp.sum(per_pair), axis_name)
-    count = _psum(jnp.float32(queries.shape[0]), axis_name)
-    return total / count
+    return 0.5 * _psum(jnp.sum(per_pair), axis_name) / block.count
 
 
 def contrastive_metrics(
@@ -218,13 +283,25 @@ def contrastive_metrics(
 ) -> dict[str, jax.Array]:
     """Health metrics of a contrastive batch, global over devices like the loss.
 
-    Returns float32 scalars:
-      accuracy_q2d: fraction of queries whose top-scoring column (documents and hard
-        negatives, after masking) is their positive.
-      accuracy_d2q: fraction of documents whose top-scoring query is their own.
-      positive_logit_mean: mean of `s * <q_i, d_i>`.
-      negative_logit_mean: mean of the unmasked off-positive query->document logits.
-      logit_scale: `s`.
+    Takes the arguments of `symmetric_info_nce` and scores the same (masked) logits. With
+    `R` the query->document logits (`[B, B + B*N]`, masked entries excluded) and `C` the
+    document->query logits (`[B, B]`):
+
+        accuracy_q2d        = mean_i [argmax_j R[i, j] == i]
+        accuracy_d2q        = mean_j [argmax_i C[j, i] == j]
+        positive_logit_mean = mean_i R[i, i]               (= s * <q_i, d_i>)
+        negative_logit_mean = mean of R[i, j] over j != i, unmasked (hard negatives included)
+        logit_scale         = s
+
+    Returns:
+      A dict of float32 scalars with those keys, identical on every device.
+
+    Example:
+      >>> q = jnp.eye(3)
+      >>> d = q[jnp.array([0, 2, 1])]  # queries 1 and 2 have swapped documents
+      >>> m = contrastive_metrics(q, d, logit_scale=10.0)
+      >>> round(float(m["accuracy_q2d"]), 4), round(float(m["positive_logit_mean"]), 4)
+      (0.3333, 3.3333)
     """
     block = _score(
         queries,
@@ -236,33 +313,41 @@ def contrastive_metrics(
         document_ids,
         negative_ids,
     )
-    b = queries.shape[0]
     rows, labels = block.rows, block.labels
-    columns_index = jnp.arange(rows.shape[1])
     positive = jnp.take_along_axis(rows, labels[:, None], axis=1)[:, 0]
-    is_negative = (columns_index[None, :] != labels[:, None]) & jnp.isfinite(rows)
+    is_negative = (jnp.arange(rows.shape[1])[None, :] != labels[:, None]) & jnp.isfinite(rows)
     sums = {
         "accuracy_q2d": jnp.sum(jnp.argmax(rows, axis=1) == labels, dtype=jnp.float32),
         "accuracy_d2q": jnp.sum(jnp.argmax(block.columns, axis=1) == labels, dtype=jnp.float32),
         "positive_logit_sum": jnp.sum(positive),
         "negative_logit_sum": jnp.sum(jnp.where(is_negative, rows, 0.0)),
         "negative_count": jnp.sum(is_negative, dtype=jnp.float32),
-        "count": jnp.float32(b),
     }
     sums = _psum(sums, axis_name)
     return {
-        "accuracy_q2d": sums["accuracy_q2d"] / sums["count"],
-        "accuracy_d2q": sums["accuracy_d2q"] / sums["count"],
-        "positive_logit_mean": sums["positive_logit_sum"] / sums["count"],
+        "accuracy_q2d": sums["accuracy_q2d"] / block.count,
+        "accuracy_d2q": sums["accuracy_d2q"] / block.count,
+        "positive_logit_mean": sums["positive_logit_sum"] / block.count,
         "negative_logit_mean": sums["negative_logit_sum"] / jnp.maximum(sums["negative_count"], 1),
         "logit_scale": jnp.asarray(logit_scale, jnp.float32),
     }
 
 
 # -- global arrays on a mesh --------------------------------------------------------------------
-def _on_mesh(fn, queries, documents, logit_scale, mesh: Mesh, batch_axes, options):
-    """Runs `fn` under `jax.shard_map` with the batch split over `batch_axes`."""
-    batch_axes = tuple(batch_axes) if isinstance(batch_axes, Sequence) else (batch_axes,)
+def _batch_axes_tuple(batch_axes: str | Sequence[str]) -> tuple[str, ...]:
+    return (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
+
+
+def _on_mesh(fn: Callable, queries, documents, logit_scale, mesh: Mesh, batch_axes, options):
+    """Runs `fn(..., axis_name=batch_axes)` under `jax.shard_map`, batch split on `batch_axes`.
+
+    Embeddings, negatives and ids are split along their leading (batch) dimension over
+    `batch_axes`, replicated over the other mesh axes; `logit_scale` is replicated.
+    """
+    batch_axes = _batch_axes_tuple(batch_axes)
+    missing = set(batch_axes) - set(mesh.axis_names)
+    if missing:
+        raise ValueError(f"batch_axes {sorted(missing)} are not axes of the mesh {mesh.axis_names}")
     batch_spec = P(batch_axes)
     options = {k: v for k, v in options.items() if v is not None}
 
@@ -287,11 +372,29 @@ def sharded_symmetric_info_nce(
     batch_axes: str | Sequence[str] = ("data",),
     **options,
 ) -> jax.Array:
-    """`symmetric_info_nce` on global arrays whose batch is split over `batch_axes` of `mesh`.
+    """`symmetric_info_nce` of global `[B, d]` arrays whose batch is split over `batch_axes`.
 
-    Usable inside `jax.jit` and differentiable. Mesh axes not in `batch_axes` (e.g. `model`)
-    see the embeddings replicated. `options` are those of `symmetric_info_nce` (negatives and
-    ids, batch-sharded like the embeddings).
+    Runs the loss under `jax.shard_map(mesh=mesh, in_specs=P(batch_axes), out_specs=P(),
+    check_vma=True)` with `axis_name=batch_axes`: each device scores its `B / n` rows against
+    all gathered columns, and the result is the same global loss as
+    `symmetric_info_nce(queries, documents, ...)` on one device, with the same gradients.
+    Usable inside `jax.jit` and differentiable. Mesh axes not in `batch_axes` (e.g.
+    `model`) see the embeddings replicated. B must divide by the product of the batch axes'
+    sizes.
+
+    Args:
+      queries, documents: global `[B, d]` embeddings.
+      logit_scale: replicated scalar scale.
+      mesh: the device mesh.
+      batch_axes: the mesh axis name (or names, major to minor) the batch is split over.
+      **options: `negatives`, `query_ids`, `document_ids`, `negative_ids` of
+        `symmetric_info_nce`, global and batch-major like the embeddings.
+
+    Example:
+      >>> mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+      >>> q = d = jnp.eye(4)
+      >>> float(sharded_symmetric_info_nce(q, d, logit_scale=0.0, mesh=mesh))
+      1.386294...
     """
     return _on_mesh(symmetric_info_nce, queries, documents, logit_scale, mesh, batch_axes, options)
 
@@ -305,5 +408,15 @@ def sharded_contrastive_metrics(
     batch_axes: str | Sequence[str] = ("data",),
     **options,
 ) -> dict[str, jax.Array]:
-    """`contrastive_metrics` on global arrays sharded over `batch_axes` of `mesh`."""
+    """`contrastive_metrics` of global arrays whose batch is split over `batch_axes`.
+
+    The counterpart of `sharded_symmetric_info_nce` (same arguments, same sharding); returns
+    the global metrics dict of `contrastive_metrics`.
+
+    Example:
+      >>> mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+      >>> m = sharded_contrastive_metrics(jnp.eye(4), jnp.eye(4), logit_scale=5.0, mesh=mesh)
+      >>> float(m["accuracy_q2d"]), float(m["negative_logit_mean"])
+      (1.0, 0.0)
+    """
     return _on_mesh(contrastive_metrics, queries, documents, logit_scale, mesh, batch_axes, options)

@@ -84,6 +84,7 @@ def format_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    train_lib.quiet_tensorflow()
     parser = argparse.ArgumentParser(
         prog="python -m cpt_jax.quickstart",
         description=__doc__,

@@ -97,7 +97,7 @@ class MetricsWriter:
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(os.path.join(model_dir, "train"))
-        self._jsonl = open(os.path.join(model_dir, "metrics.jsonl"), "a", encoding="utf-8")
+        self._jsonl = open(os.path.join(model_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, step: int, scalars: dict[str, float]):
         if not self.enabled:
@@ -143,6 +143,8 @@ def train(
     Returns:
       The final train state.
     """
+    # Random bits that shard like the arrays they fill (big_vision's setting).
+    jax.config.update("jax_threefry_partitionable", True)
     model_config = model_config or EncoderConfig()
     loss_config = loss_config or training.LossConfig()
     os.makedirs(model_dir, exist_ok=True)
@@ -298,8 +300,13 @@ def parse_gin(gin_files: list[str], bindings: list[str], search_paths: list[str]
     gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
 
 
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ start-up chatter (it is only the data reader here)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def main(argv: list[str] | None = None) -> None:
-    jax.config.update("jax_threefry_partitionable", True)
+    quiet_tensorflow()
     gin_files, bindings, search_paths = parse_args(sys.argv[1:] if argv is None else argv)
     parse_gin(gin_files, bindings, search_paths)
     state = train()

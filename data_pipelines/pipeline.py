@@ -75,12 +75,15 @@ def pair_batches(
         sequence_length=sequence_lengths,
         split=split,
         use_cached=False,
-        shuffle=shuffle,
-        shuffle_buffer_size=SHUFFLE_BUFFER,
-        seed=seed,
+        shuffle=False,
         shard_info=seqio.ShardInfo(shard_index, num_shards),
-        num_epochs=None if repeat else 1,
+        num_epochs=1,
     )
+    if shuffle:
+        # Each epoch is a fresh permutation, the same in every run with this seed.
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     converter = PairFeatureConverter(task.output_features["inputs"].vocabulary)
     ds = converter(ds, sequence_lengths)
     ds = ds.batch(batch_size, drop_remainder=True).skip(start_step)

@@ -232,7 +232,8 @@ def build_corpus(
         "files_read": files,
         "skipped": dict(sorted(skipped.items())),
         "sha256": hashes,
-        "split_rule": "int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, else train",
+        "split_rule": "int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, "
+        "else train",
         "source": source_description,
     }
     tmp = os.path.join(out_dir, f"manifest.json.tmp.{os.getpid()}")

@@ -75,9 +75,11 @@ def trained(tmp_path_factory, stdlib_corpus):
 def test_launcher_writes_a_self_describing_model_dir(trained):
     for name in ("config.gin", "model.json", "spm.model", "metrics.jsonl"):
         assert os.path.exists(os.path.join(trained, name)), name
-    config = open(os.path.join(trained, "config.gin")).read()
+    with open(os.path.join(trained, "config.gin")) as f:
+        config = f.read()
     assert "BATCH_SIZE = 16" in config and "EncoderConfig.num_layers = 2" in config
-    records = [json.loads(line) for line in open(os.path.join(trained, "metrics.jsonl"))]
+    with open(os.path.join(trained, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
     assert [r["step"] for r in records] == [2, 4, 6]
     for r in records:
         assert np.isfinite(r["loss"]) and r["pairs_per_second"] > 0

@@ -105,7 +105,7 @@ def numpy_forward(params, tokens, c):
     for i in range(c.num_layers):
         lp = p[f"layer_{i}"]
 
-        def attention(h):
+        def attention(h, lp=lp):
             a = lp["attention"]
             q, k, v = (
                 np.einsum("bld,dhk->blhk", h, a[n + "_kernel"]) + a[n + "_bias"]
@@ -118,7 +118,7 @@ def numpy_forward(params, tokens, c):
             ctx = np.einsum("bhqk,bkhd->bqhd", w, v)
             return np.einsum("bqhd,hde->bqe", ctx, a["out_kernel"]) + a["out_bias"]
 
-        def mlp(h):
+        def mlp(h, lp=lp):
             m = lp["mlp"]
             h = _np_gelu(h @ m["wi"]["kernel"] + m["wi"]["bias"], c.activation == "gelu_exact")
             return h @ m["wo"]["kernel"] + m["wo"]["bias"]

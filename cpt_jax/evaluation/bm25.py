@@ -1,4 +1,9 @@
-"""BM25 baseline for code search (`bm25s`), on the same candidate sets as the models."""
+"""BM25 baseline for code search (`bm25s`), on the same candidate sets as the models.
+
+All test codes are indexed once (IDF over the whole pool of test codes, as is standard); each
+query is scored against every code with `bm25s`, and its candidate columns are gathered and
+ranked exactly as `code_search_mrr` ranks embedding scores.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +14,39 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cpt_jax.evaluation.code_search import candidate_sets, ranks_from_scores, summarize
+from cpt_jax.evaluation.code_search import (
+    _check_sizes,
+    candidate_sets,
+    ranks_from_scores,
+    summarize,
+)
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
+# Within one '_'-free chunk: acronyms before a capitalised word, capitalised/lower words,
+# trailing acronyms, digit runs.  'getHTTPResponse' -> get, HTTP, Response.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 
 def code_tokenize(text: str) -> list[str]:
-    """Lower-cased identifier tokens: each whole identifier plus its snake/camel-case parts.
+    """Lower-cased tokens of code or text: each whole identifier plus its snake/camel parts.
 
+    Text is split on everything but ASCII letters, digits and '_'. Every resulting word is
+    kept whole, followed by its parts (split on '_', then camelCase / acronym / digit
+    boundaries) that differ from the whole word:
     `getHTTPResponse_code` -> ['gethttpresponse_code', 'get', 'http', 'response', 'code'].
-    One-character parts are dropped (loop variables and operators carry no meaning).
+    One-character tokens are dropped (loop variables like `i`, `x` carry no meaning and
+    would only add noise to the document lengths). Stop words are kept: IDF discounts them.
     """
     tokens = []
     for word in _WORD.findall(text):
-        parts = [p.lower() for chunk in word.split("_") for p in _CAMEL.findall(chunk)]
         whole = word.lower()
         if len(whole) > 1:
             tokens.append(whole)
-        tokens.extend(p for p in parts if len(p) > 1 and p != whole)
+        for chunk in word.split("_"):
+            for part in _CAMEL.findall(chunk):
+                part = part.lower()
+                if len(part) > 1 and part != whole:
+                    tokens.append(part)
     return tokens
 
 
@@ -38,10 +57,13 @@ def bm25_scores_reference(
     k1: float = 1.2,
     b: float = 0.75,
 ) -> np.ndarray:
-    """BM25 as Lucene computes it (bm25s's default), in float64, for tests.
+    """`[num_documents]` BM25 scores in float64: the formula of bm25s's default ('lucene').
 
-    score(q, d) = sum over query terms t of
-        ln(1 + (N - df_t + 0.5) / (df_t + 0.5)) * tf / (tf + k1 * (1 - b + b * |d| / avgdl)).
+    score(q, d) = sum over query tokens t (repeats counted) present in d of
+        ln(1 + (N - df_t + 0.5) / (df_t + 0.5)) * tf_td / (tf_td + k1 * (1 - b + b * |d| / avgdl))
+
+    (bm25s's lucene variant has no (k1 + 1) factor in the numerator; it does not change
+    rankings.) A plain-Python reference for tests of the `bm25s` path.
     """
     n = len(documents_tokens)
     avgdl = sum(len(d) for d in documents_tokens) / n
@@ -57,8 +79,28 @@ def bm25_scores_reference(
     return scores
 
 
+def build_bm25_index(
+    documents_tokens: Sequence[Sequence[str]], *, k1: float = 1.2, b: float = 0.75
+):
+    """A `bm25s.BM25` (lucene variant) indexing pre-tokenized documents."""
+    import bm25s
+
+    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+    retriever.index([list(d) for d in documents_tokens], show_progress=False)
+    return retriever
+
+
+def bm25_scores(retriever, query_tokens: Sequence[str]) -> np.ndarray:
+    """`[num_documents]` float32 scores of one tokenized query; all zeros for an empty query
+    or one whose tokens are all out of the index vocabulary."""
+    ids = retriever.get_tokens_ids(list(query_tokens))
+    if not ids:
+        return np.zeros(retriever.scores["num_docs"], np.float32)
+    return retriever.get_scores(ids)
+
+
 def bm25_code_search(
-    pairs: Sequence[dict],
+    pairs: Sequence[dict] | tuple[Sequence[str], Sequence[str]],
     *,
     query_field: str = "query",
     code_field: str = "code_no_comments",
@@ -67,15 +109,26 @@ def bm25_code_search(
     k1: float = 1.2,
     b: float = 0.75,
 ) -> dict:
-    """CodeSearchNet-protocol MRR of BM25: all codes indexed once, scores gathered per query."""
-    import bm25s
+    """CodeSearchNet-protocol metrics of BM25; same keys and candidate sets as
+    `code_search_mrr(..., num_candidates=num_candidates, seed=seed)`.
 
-    codes = [code_tokenize(p[code_field]) for p in pairs]
-    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
-    retriever.index(codes, show_progress=False)
-    sets = candidate_sets(len(pairs), num_candidates, seed=seed)
-    ranks = np.empty(len(pairs), np.int64)
-    for i, pair in enumerate(pairs):
-        scores = retriever.get_scores(code_tokenize(pair[query_field]))
+    `pairs` is a sequence of dicts (read with `query_field` / `code_field`) or a tuple
+    `(queries, codes)` of two equally long string sequences. Queries and codes both go
+    through `code_tokenize`. A query with no known token scores all candidates 0, hence
+    (ties being pessimistic) gets rank `num_candidates`.
+    """
+    if isinstance(pairs, tuple):
+        queries, codes = pairs
+        if len(queries) != len(codes):
+            raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
+    else:
+        queries = [p[query_field] for p in pairs]
+        codes = [p[code_field] for p in pairs]
+    _check_sizes(len(queries), num_candidates)
+    retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
+    sets = candidate_sets(len(queries), num_candidates, seed=seed)
+    ranks = np.empty(len(queries), np.int64)
+    for i, query in enumerate(queries):
+        scores = bm25_scores(retriever, code_tokenize(query))
         ranks[i] = ranks_from_scores(scores[sets[i]][None])[0]
     return summarize(ranks, num_candidates)

@@ -1,8 +1,11 @@
 """Code search with the CodeSearchNet protocol.
 
-Each query is ranked against 1,000 candidates: its gold function plus 999 distractors drawn
-from the other test functions. The rank is the number of candidates scoring at least as high
-as the gold one (ties count against the model), and the metric is the mean reciprocal rank.
+Each query is ranked against `num_candidates` (1,000) candidates: its gold function plus 999
+distractors drawn, without replacement, from the other test functions. The rank is the number
+of candidates scoring at least as high as the gold one (ties count against the model; the gold
+counts itself, so the best rank is 1), and the metric is the mean reciprocal rank.
+
+Embeddings are scored by dot product (they are assumed unit-norm, so this is cosine).
 """
 
 from __future__ import annotations
@@ -13,40 +16,63 @@ import numpy as np
 
 EncodeFn = Callable[[list[str], str], np.ndarray]
 
+# Bytes of float64 scores held at once by `code_search_mrr` (rows of queries x all codes).
+_SCORE_CHUNK_BYTES = 64 * 2**20
 
-def candidate_sets(num_queries: int, num_candidates: int = 1000, *, seed: int = 0) -> np.ndarray:
-    """`[num_queries, num_candidates]` document indices; column 0 is query i's gold (i).
 
-    The distractors of each query are distinct, never its gold, and fixed by `seed`.
-    """
+def _check_sizes(num_queries: int, num_candidates: int) -> None:
     if num_candidates < 2:
         raise ValueError(f"num_candidates must be at least 2, got {num_candidates}")
     if num_queries < num_candidates:
         raise ValueError(
-            f"the protocol ranks each query against {num_candidates} candidates, so it needs "
-            f"at least {num_candidates} (query, code) pairs; got {num_queries}"
+            f"the code-search protocol ranks each query against {num_candidates} candidates "
+            f"(its gold code plus {num_candidates - 1} distractors), so it needs at least "
+            f"{num_candidates} (query, code) examples; got {num_queries}. Use more examples "
+            f"or a smaller num_candidates."
         )
+
+
+def candidate_sets(num_queries: int, num_candidates: int = 1000, *, seed: int = 0) -> np.ndarray:
+    """`[num_queries, num_candidates]` int64 document indices; column 0 is query i's gold, i.
+
+    Columns 1.. are `num_candidates - 1` distinct distractors drawn without replacement from
+    the other documents (never the gold), fixed by `seed`.
+    """
+    _check_sizes(num_queries, num_candidates)
     rng = np.random.default_rng(seed)
     sets = np.empty((num_queries, num_candidates), np.int64)
+    sets[:, 0] = np.arange(num_queries)
     for i in range(num_queries):
         others = rng.choice(num_queries - 1, size=num_candidates - 1, replace=False)
-        others = others + (others >= i)  # skip the gold index
-        sets[i, 0] = i
-        sets[i, 1:] = others
+        sets[i, 1:] = others + (others >= i)  # 0..n-2 -> 0..n-1 without i
     return sets
 
 
 def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
-    """`[n, C]` scores with the gold in column 0 -> `[n]` ranks (1 = best; ties pessimistic)."""
+    """`[n, C]` scores with the gold in column 0 -> `[n]` int64 ranks in 1..C (1 = best).
+
+    rank = number of candidates whose score is not below the gold's (the gold included), so
+    ties are pessimistic: if all C scores are equal the rank is C. A NaN anywhere counts
+    against the gold too (a NaN gold gets rank C).
+    """
     scores = np.asarray(scores)
-    return np.sum(scores >= scores[:, :1], axis=1)
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"scores must be [num_queries, num_candidates], got {scores.shape}")
+    return np.sum(~(scores < scores[:, :1]), axis=1, dtype=np.int64)
 
 
 def mean_reciprocal_rank(ranks: np.ndarray) -> float:
-    return float(np.mean(1.0 / np.asarray(ranks, np.float64)))
+    """Mean of 1 / rank over queries (ranks start at 1)."""
+    ranks = np.asarray(ranks, np.float64)
+    if ranks.size == 0:
+        raise ValueError("no ranks to average")
+    if np.any(ranks < 1):
+        raise ValueError("ranks start at 1")
+    return float(np.mean(1.0 / ranks))
 
 
 def summarize(ranks: np.ndarray, num_candidates: int) -> dict:
+    """The result dictionary shared by the embedding and BM25 evaluations."""
     ranks = np.asarray(ranks)
     return {
         "mrr": mean_reciprocal_rank(ranks),
@@ -64,18 +90,46 @@ def code_search_mrr(
     num_candidates: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """MRR of embeddings `[n, d]` (row i of each is a pair), scored by dot product."""
-    q = np.asarray(query_embeddings, np.float32)
-    c = np.asarray(code_embeddings, np.float32)
-    if q.shape != c.shape:
-        raise ValueError(f"query {q.shape} and code {c.shape} embeddings differ in shape")
-    sets = candidate_sets(len(q), num_candidates, seed=seed)
-    ranks = np.empty(len(q), np.int64)
-    for start in range(0, len(q), 256):  # [chunk, C, d] at a time bounds memory
-        rows = slice(start, start + 256)
-        scores = np.einsum("nd,ncd->nc", q[rows], c[sets[rows]])
-        ranks[rows] = ranks_from_scores(scores)
+    """Code-search metrics of embeddings `[n, d]`; row i of both arrays is one (query, code).
+
+    Returns `mrr`, `recall@1`, `recall@10`, `num_queries`, `num_candidates`.
+
+    Scores are computed in row chunks of `queries @ codes.T` (memory bounded for any n), in
+    float64, then rounded to float32: identical code embeddings then get bit-identical
+    scores whatever the summation order, so duplicated code ties (pessimistically) with its
+    gold as it should.
+    """
+    q = np.asarray(query_embeddings)
+    c = np.asarray(code_embeddings)
+    if q.ndim != 2 or q.shape != c.shape:
+        raise ValueError(
+            f"query and code embeddings must both be [n, d] of one shape; got {q.shape} "
+            f"and {c.shape}"
+        )
+    n = len(q)
+    sets = candidate_sets(n, num_candidates, seed=seed)
+    c64 = c.astype(np.float64)
+    rows_per_chunk = max(1, _SCORE_CHUNK_BYTES // (8 * n))
+    ranks = np.empty(n, np.int64)
+    for start in range(0, n, rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
+        scores = (q[rows].astype(np.float64) @ c64.T).astype(np.float32)
+        ranks[rows] = ranks_from_scores(np.take_along_axis(scores, sets[rows], axis=1))
     return summarize(ranks, num_candidates)
+
+
+def _encode(encode_fn: EncodeFn, texts: list[str], kind: str, batch_size: int) -> np.ndarray:
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        out = np.asarray(encode_fn(batch, kind))
+        if out.ndim != 2 or len(out) != len(batch):
+            raise ValueError(
+                f"encode_fn({len(batch)} texts, {kind!r}) returned shape {out.shape}; "
+                f"expected [{len(batch)}, d]"
+            )
+        chunks.append(out)
+    return np.concatenate(chunks)
 
 
 def evaluate_code_search(
@@ -86,16 +140,21 @@ def evaluate_code_search(
     code_field: str = "code_no_comments",
     num_candidates: int = 1000,
     seed: int = 0,
+    batch_size: int = 256,
 ) -> dict:
     """Encodes the pairs with `encode_fn(texts, kind)` and scores them with `code_search_mrr`.
 
-    `kind` is 'query' for the natural-language side and 'document' for code.
+    `kind` is 'query' for the natural-language side and 'document' for code; `encode_fn` is
+    called on at most `batch_size` texts at a time and returns `[len(texts), d]` embeddings.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    _check_sizes(len(pairs), num_candidates)  # fail before encoding anything
     queries = [p[query_field] for p in pairs]
     codes = [p[code_field] for p in pairs]
     return code_search_mrr(
-        encode_fn(queries, "query"),
-        encode_fn(codes, "document"),
+        _encode(encode_fn, queries, "query", batch_size),
+        _encode(encode_fn, codes, "document", batch_size),
         num_candidates=num_candidates,
         seed=seed,
     )

@@ -1,0 +1,250 @@
+"""Stdlib pair extraction, the corpus build, the SeqIO task and deterministic batches."""
+
+import os
+import textwrap
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from cpt_jax.tokenization import PairTokenizer, text_id
+from data_pipelines import pipeline, python_code, tasks
+
+SOURCE = textwrap.dedent(
+    '''
+    import functools
+
+
+    @functools.lru_cache
+    def parse_header(line, sep=":"):
+        """Split a header line into its name and value.
+
+        More details that are not part of the query.
+        """
+        # split once only
+        name, _, value = line.partition(sep)
+        name = name.strip()
+        return name, value.strip()
+
+
+    def short(x):
+        """Return the input unchanged always."""
+        return x
+
+
+    def tiny_doc(x):
+        """Too short."""
+        y = x + 1
+        z = y * 2
+        return z
+
+
+    def test_something():
+        """This is a test function to skip."""
+        a = 1
+        b = 2
+        assert a < b
+
+
+    class Parser:
+        def __repr__(self):
+            """Represent the parser as a string."""
+            a = 1
+            b = 2
+            return str(a + b)
+
+        async def feed(self, data):
+            """Feed more bytes into the parser buffer."""
+            self.buffer += data
+            await self.flush()
+            return len(data)
+
+        def undocumented(self):
+            a = 1
+            b = 2
+            return a + b
+
+
+    def outer():
+        """Outer function with a nested one inside."""
+        def inner():
+            """Nested functions are part of their parent."""
+            p = 1
+            q = 2
+            return p + q
+        return inner()
+    '''
+)
+
+
+def test_extract_pairs_applies_the_codesearchnet_filters():
+    skipped = Counter()
+    records = python_code.extract_pairs(SOURCE, path="m.py", module="m", skipped=skipped)
+    names = [r["name"] for r in records]
+    assert names == ["parse_header", "Parser.feed", "outer"]
+    assert skipped == Counter(
+        short_body=1, short_docstring=1, test_function=1, dunder_method=1, no_docstring=1
+    )
+    header = records[0]
+    assert header["query"] == "Split a header line into its name and value."
+    assert header["code"].startswith('@functools.lru_cache\ndef parse_header(line, sep=":"):\n')
+    assert '"""' not in header["code"] and "# split once only" in header["code"]
+    assert "# split once only" not in header["code_no_comments"]
+    assert "name, _, value = line.partition(sep)" in header["code_no_comments"]
+    assert records[1]["code"].startswith("async def feed(self, data):\n    self.buffer")
+    assert "def inner" in records[2]["code"]  # nested function kept inside its parent
+
+
+def test_unparsable_source_is_skipped_and_counted():
+    skipped = Counter()
+    assert (
+        python_code.extract_pairs("def f(:\n", path="bad.py", module="bad", skipped=skipped) == []
+    )
+    assert skipped["unparsable_file"] == 1
+
+
+def test_build_corpus_counts_non_utf8_files_and_deduplicates(tmp_path):
+    files = {
+        "a.py": SOURCE.encode(),
+        "b.py": SOURCE.encode(),  # the same functions again: duplicates
+        "c.py": b"def f():\n    '''caf\xe9 is not utf-8 here at all'''\n",
+        "d.py": b"def broken(:\n",
+    }
+    manifest = python_code.build_corpus(
+        [(name, name[:-3]) for name in sorted(files)],
+        lambda name: files[name],
+        str(tmp_path),
+        source_description={"kind": "test"},
+    )
+    assert sum(manifest["counts"].values()) == 3
+    assert manifest["skipped"]["duplicate"] == 3
+    assert manifest["skipped"]["non_utf8_file"] == 1
+    assert manifest["skipped"]["unparsable_file"] == 1
+    records = [r for split in python_code.SPLITS for r in pipeline.load_pairs(str(tmp_path), split)]
+    for r in records:
+        assert r["query_id"] == text_id(r["query"]) and r["code_id"] == text_id(r["code"])
+
+
+def test_stdlib_corpus_is_split_by_module_and_large_enough(stdlib_corpus):
+    manifest = stdlib_corpus["manifest"]
+    counts = manifest["counts"]
+    assert counts["train"] > 1500 and counts["validation"] > 100
+    assert counts["test"] >= 1000  # each test query is ranked against 1,000 candidates
+    modules = manifest["modules"]
+    assert not set(modules["train"]) & set(modules["test"])
+    assert not set(modules["train"]) & set(modules["validation"])
+    assert not set(modules["validation"]) & set(modules["test"])
+    for split in python_code.SPLITS:
+        records = pipeline.load_pairs(stdlib_corpus["data_dir"], split)
+        assert len(records) == counts[split]
+        assert all(python_code.split_for_module(r["module"]) == split for r in records)
+        assert not any("/test" in r["path"] or r["path"].startswith("test") for r in records)
+    all_codes = [
+        " ".join(r["code"].split())
+        for split in python_code.SPLITS
+        for r in pipeline.load_pairs(stdlib_corpus["data_dir"], split)
+    ]
+    assert len(all_codes) == len(set(all_codes))
+
+
+def test_stdlib_build_is_deterministic(stdlib_corpus, tmp_path):
+    again = python_code.build_stdlib_corpus(str(tmp_path))
+    assert again["sha256"] == stdlib_corpus["manifest"]["sha256"]
+
+
+def test_load_pairs_errors_name_file_line_and_field(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"query": "q", "code": "c"}\n{"query": "q"}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: missing field 'code'"):
+        pipeline.load_pairs(str(tmp_path), "train")
+    (tmp_path / "test.jsonl").write_text('{"query": "q", "code": "c"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"test\.jsonl:2: invalid JSON"):
+        pipeline.load_pairs(str(tmp_path), "test")
+    with pytest.raises(FileNotFoundError, match=r"validation\.jsonl: no such split file"):
+        pipeline.load_pairs(str(tmp_path), "validation")
+
+
+# -- SeqIO ------------------------------------------------------------------------------------
+LENGTHS = {"inputs": 12, "targets": 40}
+
+
+@pytest.fixture(scope="module")
+def task(stdlib_corpus):
+    return tasks.register_code_pairs_task(
+        "test_stdlib_pairs", stdlib_corpus["data_dir"], stdlib_corpus["vocabulary"]
+    )
+
+
+def one_epoch(shard_index=0, num_shards=1, batch_size=8, **kw):
+    return list(
+        pipeline.pair_batches(
+            "test_stdlib_pairs",
+            "validation",
+            batch_size=batch_size,
+            sequence_lengths=LENGTHS,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            repeat=False,
+            **kw,
+        )
+    )
+
+
+def test_feature_converter_matches_the_inference_tokenizer(task, stdlib_corpus):
+    tokenizer = PairTokenizer.from_file(stdlib_corpus["vocabulary"])
+    records = pipeline.load_pairs(stdlib_corpus["data_dir"], "validation")
+    by_id = {r["code_id"]: r for r in records}
+    batches = one_epoch(shuffle=False)
+    checked = truncated = 0
+    for batch in batches:
+        for row in range(len(batch["documents"])):
+            record = by_id[int(batch["document_ids"][row])]
+            expected_q = tokenizer.encode([record["query"]], "query", LENGTHS["inputs"])[0]
+            expected_d = tokenizer.encode([record["code"]], "document", LENGTHS["targets"])[0]
+            np.testing.assert_array_equal(batch["queries"][row], expected_q)
+            np.testing.assert_array_equal(batch["documents"][row], expected_d)
+            assert int(batch["query_ids"][row]) == text_id(record["query"])
+            truncated += int(expected_d[-1] != 0)
+            checked += 1
+    assert checked > 300 and truncated > 100  # long code is truncated, and still equal
+
+
+def test_batches_are_deterministic_and_resume_at_a_step(task):
+    run = lambda start: pipeline.pair_batches(
+        "test_stdlib_pairs",
+        "train",
+        batch_size=8,
+        sequence_lengths=LENGTHS,
+        seed=3,
+        start_step=start,
+    )
+    first = run(0)
+    from_zero = [next(first) for _ in range(7)]
+    again = run(0)
+    resumed = run(4)
+    for k in range(7):
+        np.testing.assert_array_equal(from_zero[k]["documents"], next(again)["documents"])
+    for k in range(4, 7):
+        np.testing.assert_array_equal(from_zero[k]["documents"], next(resumed)["documents"])
+    other_seed = next(
+        pipeline.pair_batches(
+            "test_stdlib_pairs", "train", batch_size=8, sequence_lengths=LENGTHS, seed=4
+        )
+    )
+    assert not np.array_equal(other_seed["documents"], from_zero[0]["documents"])
+
+
+def test_shards_are_disjoint_and_cover_the_split(task):
+    ids = lambda batches: [int(i) for b in batches for i in b["document_ids"]]
+    whole = ids(one_epoch(batch_size=1))
+    shard0, shard1 = ids(one_epoch(0, 2, batch_size=1)), ids(one_epoch(1, 2, batch_size=1))
+    assert not set(shard0) & set(shard1)
+    assert sorted(shard0 + shard1) == sorted(whole)
+    assert abs(len(shard0) - len(shard1)) <= 1
+
+
+def test_register_task_errors(tmp_path, stdlib_corpus):
+    with pytest.raises(FileNotFoundError, match="SentencePiece model not found"):
+        tasks.register_code_pairs_task("t_err", str(tmp_path), str(tmp_path / "none.model"))
+    with pytest.raises(FileNotFoundError, match="no train/validation/test .jsonl"):
+        tasks.register_code_pairs_task("t_err", str(tmp_path), stdlib_corpus["vocabulary"])
+    assert os.path.exists(stdlib_corpus["vocabulary"])
