@@ -17,9 +17,14 @@ sequence length for that side are truncated (the head is kept); empty strings ar
 
 from __future__ import annotations
 
+import os
+
+# A command-line entry point: keep TensorFlow's C++ start-up chatter (it only reads data
+# here, and some dependencies import it) off the console. Set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 

@@ -14,9 +14,15 @@ Stages (each skipped when its output already exists, so a killed run picks up wh
 
 from __future__ import annotations
 
+import os
+
+# A command-line entry point: keep TensorFlow's C++ start-up chatter (it only reads data
+# here, and some dependencies import it) off the console. Set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import argparse
 import json
-import os
+import logging
 import sys
 import time
 
@@ -49,6 +55,8 @@ def evaluate(model_dir: str, data_dir: str, num_candidates: int = 1000) -> dict:
     from cpt_jax.embed import Embedder
     from cpt_jax.evaluation import bm25_code_search, evaluate_code_search
     from data_pipelines.pipeline import load_pairs
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
     pairs = load_pairs(data_dir, "test")
     embedder = Embedder.from_checkpoint(model_dir)
@@ -84,7 +92,6 @@ def format_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    train_lib.quiet_tensorflow()
     parser = argparse.ArgumentParser(
         prog="python -m cpt_jax.quickstart",
         description=__doc__,

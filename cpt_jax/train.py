@@ -14,10 +14,16 @@ resumed), step, checkpoint, logging, loop.
 
 from __future__ import annotations
 
+import os
+
+# A command-line entry point: keep TensorFlow's C++ start-up chatter (it only reads data
+# here, and some dependencies import it) off the console. Set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import argparse
 import dataclasses
 import json
-import os
+import logging
 import sys
 import time
 
@@ -295,18 +301,50 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
 
 def parse_gin(gin_files: list[str], bindings: list[str], search_paths: list[str] = ()) -> None:
     """Parses gin files (resolved against cwd, the search paths, and `gin_configs/`)."""
-    for path in [os.getcwd(), *search_paths, GIN_CONFIGS_DIR]:
+    paths = [os.getcwd(), *search_paths, GIN_CONFIGS_DIR]
+    for path in paths:
         gin.add_config_file_search_path(path)
-    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+    _make_gin_resource_lookup_tolerant()
+    resolved = []
+    for name in gin_files:
+        found = [os.path.join(p, name) for p in paths if os.path.isfile(os.path.join(p, name))]
+        if not found:
+            raise FileNotFoundError(f"gin file {name!r} not found in {paths}")
+        resolved.append(os.path.abspath(found[0]))
+    gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
 
 
-def quiet_tensorflow() -> None:
-    """Silences TensorFlow's C++ start-up chatter (it is only the data reader here)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _make_gin_resource_lookup_tolerant() -> None:
+    """Works around gin treating `dir/file.gin` as a Python package resource (and its noise).
+
+    For an include such as `models/tiny.gin`, gin asks `importlib` for a package `models`;
+    when a plain directory of that name is on `sys.path` (a `models/` or `runs/` folder in the
+    working directory), it is a namespace package without an origin, and gin crashes with a
+    TypeError instead of moving on to the next search path.
+    """
+    # Its failed lookups are logged as errors on the root logger; they are expected misses.
+    root = logging.getLogger()
+    if not any(getattr(f, "_cpt_gin", False) for f in root.filters):
+        quiet = logging.Filter()
+        quiet.filter = lambda record: record.module != "resource_reader"
+        quiet._cpt_gin = True
+        root.addFilter(quiet)
+    readers = gin.config._FILE_READERS  # noqa: SLF001 (no public hook for this)
+    for i, (reader, exists) in enumerate(readers):
+        if getattr(exists, "_cpt_tolerant", False):
+            continue
+
+        def tolerant(path, exists=exists):
+            try:
+                return exists(path)
+            except TypeError:
+                return False
+
+        tolerant._cpt_tolerant = True
+        readers[i] = (reader, tolerant)
 
 
 def main(argv: list[str] | None = None) -> None:
-    quiet_tensorflow()
     gin_files, bindings, search_paths = parse_args(sys.argv[1:] if argv is None else argv)
     parse_gin(gin_files, bindings, search_paths)
     state = train()

@@ -60,8 +60,11 @@ def pair_batches(
       batch_size: rows per batch of THIS shard (a host's part of the global batch).
       sequence_lengths: `{'inputs': Lq, 'targets': Ld}`, delimiters included.
       seed: shuffle seed; epochs are reshuffled deterministically.
-      start_step: skip the first `start_step` batches (resume). Skipping re-reads them, which
-        is cheap at this corpus scale.
+      start_step: skip the first `start_step` batches (resume): `ds.skip(start_step)` after
+        batching, so the batches equal batches `start_step, ...` of a run from 0, epoch
+        boundaries included. Skipping replays the shuffles of the skipped epochs over the
+        cached tokenised split (no model work), which is cheap at this corpus scale
+        (thousands of pairs); a corpus of millions would want a step-indexed source instead.
       shard_index, num_shards: this host's shard of the examples.
       shuffle, repeat: shuffle examples; repeat epochs forever (else one pass, no partial batch).
     """
@@ -78,7 +81,7 @@ def pair_batches(
         shuffle=False,
         shard_info=seqio.ShardInfo(shard_index, num_shards),
         num_epochs=1,
-    )
+    ).cache()  # tokenised once per iterator; repeated epochs and resume skips reuse it
     if shuffle:
         # Each epoch is a fresh permutation, the same in every run with this seed.
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)

@@ -40,11 +40,16 @@ def _copy_pretokenized(ex):
     return {**ex, "inputs": ex["inputs_pretokenized"], "targets": ex["targets_pretokenized"]}
 
 
-def register_code_pairs_task(name: str, data_dir: str, vocabulary_path: str) -> seqio.Task:
-    """Registers (or re-registers) a pairs task over `data_dir`'s jsonl splits."""
-    if not os.path.exists(vocabulary_path):
-        raise FileNotFoundError(f"{vocabulary_path}: SentencePiece model not found")
-    vocabulary = seqio.SentencePieceVocabulary(vocabulary_path)
+def register_code_pairs_task(name: str, data_dir: str, vocab_model_path: str) -> seqio.Task:
+    """Registers (or re-registers: the name is removed first) a pairs task over `data_dir`.
+
+    The source is the jsonl splits present in `data_dir`, read into memory in file order
+    (deterministic; `seqio.ShardInfo` shards it by example). `query_id`/`code_id` are read
+    from the records, where the corpus build precomputed them with `text_id`.
+    """
+    if not os.path.exists(vocab_model_path):
+        raise FileNotFoundError(f"{vocab_model_path}: SentencePiece model not found")
+    vocabulary = seqio.SentencePieceVocabulary(vocab_model_path)
     features = {
         "inputs": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32),
         "targets": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32),

@@ -22,6 +22,9 @@ import sentencepiece as spm
 from cpt_jax.tokenization import DELIMITERS
 
 CONTROL_SYMBOLS = [piece for pair in DELIMITERS.values() for piece in pair]
+SEED = 0
+# pad, eos, unk, the 4 delimiters and the 256 byte pieces come before any learned piece.
+MIN_VOCAB_SIZE = 3 + len(CONTROL_SYMBOLS) + 256
 
 
 def train_sentencepiece(
@@ -34,32 +37,47 @@ def train_sentencepiece(
 ) -> str:
     """Trains a unigram SentencePiece model on `texts`; returns the `.model` path.
 
-    Deterministic for the same input: sampling is off (`input_sentence_size` only caps a
-    corpus larger than it, in which case the sample is seeded) and training is single-threaded.
+    Deterministic for the same input (a test checks byte-identical models):
+    SentencePiece's global random generator is seeded (unseeded, it draws a seed from
+    `std::random_device`, used by the `input_sentence_size` reservoir sample) and
+    training uses one thread (EM sums split over threads are not reproducible). One thread
+    trains an 8k vocabulary on the stdlib corpus in seconds.
+
+    `vocab_size` must exceed the 263 reserved pieces (specials, delimiters, 256 byte pieces)
+    plus the corpus' distinct characters (at `character_coverage`).
     """
+    if vocab_size <= MIN_VOCAB_SIZE:
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small: {MIN_VOCAB_SIZE} pieces are reserved "
+            "(pad/eos/unk, 4 delimiters, 256 byte-fallback pieces)"
+        )
+    spm.set_random_generator_seed(SEED)
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        control_symbols=CONTROL_SYMBOLS,
-        byte_fallback=True,
-        split_digits=True,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True,
-        max_sentence_length=max_sentence_length,
-        input_sentence_size=input_sentence_size,
-        shuffle_input_sentence=True,
-        character_coverage=0.9999,
-        num_threads=1,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            pad_id=0,
+            eos_id=1,
+            unk_id=2,
+            bos_id=-1,
+            control_symbols=CONTROL_SYMBOLS,
+            byte_fallback=True,
+            split_digits=True,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            allow_whitespace_only_pieces=True,
+            max_sentence_length=max_sentence_length,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            character_coverage=0.9999,
+            num_threads=1,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise ValueError(f"SentencePiece training failed for vocab_size={vocab_size}: {e}") from e
     path = model_prefix + ".model"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"

@@ -1,5 +1,6 @@
 """Stdlib pair extraction, the corpus build, the SeqIO task and deterministic batches."""
 
+import json
 import os
 import textwrap
 from collections import Counter
@@ -233,6 +234,59 @@ def test_batches_are_deterministic_and_resume_at_a_step(task):
     assert not np.array_equal(other_seed["documents"], from_zero[0]["documents"])
 
 
+def test_resume_across_an_epoch_boundary(task):
+    run = lambda start: pipeline.pair_batches(
+        "test_stdlib_pairs",
+        "validation",
+        batch_size=16,
+        sequence_lengths=LENGTHS,
+        seed=1,
+        start_step=start,
+    )
+    epoch = one_epoch(batch_size=16)
+    assert len(epoch) < 40  # so batches 38.. are in the second epoch
+    first, resumed = run(0), run(38)
+    from_zero = [next(first) for _ in range(42)]
+    for k in range(38, 42):
+        batch = next(resumed)
+        for key in ("queries", "documents", "query_ids", "document_ids"):
+            np.testing.assert_array_equal(from_zero[k][key], batch[key])
+    # Epochs are reshuffled: the second epoch's first batch is not the first epoch's.
+    n = len(epoch)
+    assert not np.array_equal(from_zero[0]["document_ids"], from_zero[n]["document_ids"])
+
+
+def test_empty_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_corpus):
+    long_code = pipeline.load_pairs(stdlib_corpus["data_dir"], "test")[0]["code"] * 5
+    texts = [("", "x = 1"), ("Sort a list.", ""), ("", ""), ("Parse it all " * 50, long_code)]
+    with open(tmp_path / "validation.jsonl", "w", encoding="utf-8") as f:
+        for query, code in texts:
+            record = {"query": query, "code": code}
+            record.update(query_id=text_id(query), code_id=text_id(code))
+            f.write(json.dumps(record) + "\n")
+    tasks.register_code_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
+    (batch,) = pipeline.pair_batches(
+        "test_edge_pairs",
+        "validation",
+        batch_size=4,
+        sequence_lengths=LENGTHS,
+        shuffle=False,
+        repeat=False,
+    )
+    tokenizer = PairTokenizer.from_file(stdlib_corpus["vocabulary"])
+    queries, codes = zip(*texts)
+    np.testing.assert_array_equal(
+        batch["queries"], tokenizer.encode(queries, "query", LENGTHS["inputs"])
+    )
+    np.testing.assert_array_equal(
+        batch["documents"], tokenizer.encode(codes, "document", LENGTHS["targets"])
+    )
+    assert list(batch["document_ids"]) == [text_id(c) for c in codes]
+    assert batch["queries"][3, -1] == tokenizer.delimiter_ids("query")[1]  # truncated
+    # Re-registering the same name is fine (the launcher and tests both do it).
+    tasks.register_code_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
+
+
 def test_shards_are_disjoint_and_cover_the_split(task):
     ids = lambda batches: [int(i) for b in batches for i in b["document_ids"]]
     whole = ids(one_epoch(batch_size=1))
@@ -248,3 +302,20 @@ def test_register_task_errors(tmp_path, stdlib_corpus):
     with pytest.raises(FileNotFoundError, match="no train/validation/test .jsonl"):
         tasks.register_code_pairs_task("t_err", str(tmp_path), stdlib_corpus["vocabulary"])
     assert os.path.exists(stdlib_corpus["vocabulary"])
+
+
+def test_docstring_sharing_a_line_with_code_is_skipped():
+    source = 'def f(a):\n    "Compute the thing here."; b = a\n    c = b\n    d = c\n    return d\n'
+    skipped = Counter()
+    assert python_code.extract_pairs(source, path="x.py", module="x", skipped=skipped) == []
+    assert skipped == Counter(inline_docstring=1)
+
+
+def test_stdlib_sources_exclude_tests_and_vendored_code():
+    paths = [path for path, _ in python_code.iter_stdlib_sources()]
+    assert len(paths) > 300 and len(set(paths)) == len(paths)
+    for path in paths:
+        parts = path.split(os.sep)
+        assert not set(parts) & {"test", "tests", "idle_test", "_vendor", "_bundled"}, path
+        assert not parts[-1].startswith("test_") and "site-packages" not in parts, path
+    assert "json/decoder.py" in paths and "asyncio/events.py" in paths

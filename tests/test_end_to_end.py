@@ -5,6 +5,7 @@ These start `python -m cpt_jax.train` as child processes (bounded by timeouts) o
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,8 +134,12 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path, stdlib_cor
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
-def test_embedder_encodes_queries_and_documents(trained):
-    embedder = Embedder.from_checkpoint(trained)
+def test_embedder_encodes_queries_and_documents(trained, tmp_path):
+    # Self-describing: a copy of the model directory, away from the data and the gin files,
+    # is all the Embedder needs.
+    moved = str(tmp_path / "moved")
+    shutil.copytree(trained, moved)
+    embedder = Embedder.from_checkpoint(moved)
     texts = ["read a file", "", "x " * 5000, "def f(a):\n    return a + 1"]
     for kind in ("query", "document"):
         out = embedder.encode(texts, kind=kind, batch_size=3)
