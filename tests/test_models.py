@@ -1,5 +1,6 @@
 """Encoders: parameter counts of the presets, masking and pooling, and a float64 numpy forward."""
 
+import json
 import os
 
 import flax.linen as nn
@@ -29,6 +30,10 @@ BIDIRECTIONAL = EncoderConfig(
     layer_norm_eps=1e-12,
     projection_dim=8,
 )
+CLS = EncoderConfig(**{**BIDIRECTIONAL.to_dict(), "pooling": "cls", "projection_dim": None})
+CONFIGS = pytest.mark.parametrize(
+    "config", [CAUSAL, BIDIRECTIONAL, CLS], ids=["causal", "bidirectional", "cls"]
+)
 
 
 def preset(size, vocab_size, architecture="causal"):
@@ -56,17 +61,49 @@ def test_paper_size_presets_have_the_paper_parameter_counts(size, target):
     assert abs(body - target) / target < 0.15, (size, body)
 
 
-def test_tiny_parameter_count_matches_formula():
-    c = CAUSAL
-    d, f, layers = c.d_model, c.d_ff, c.num_layers
-    per_layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d
-    expected = c.vocab_size * d + c.max_length * d + layers * per_layer + 2 * d
-    assert count_params(c) == (expected, expected - c.vocab_size * d - c.max_length * d)
+def test_tiny_parameter_counts_match_formula():
+    d, f, layers, v, pos = 16, 32, 2, 50, 16
+    per_layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d  # attn, mlp, 2 LNs
+    # Causal pre-LN: token + position embeddings, layers, final LN.
+    expected = v * d + pos * d + layers * per_layer + 2 * d
+    assert count_params(CAUSAL) == (expected, expected - v * d - pos * d)
+    # Bidirectional post-LN: + token types (2) and embedding LN, no final LN, + projection.
+    embeddings = v * d + pos * d + 2 * d
+    expected = embeddings + 2 * d + layers * per_layer + d * 8
+    assert count_params(BIDIRECTIONAL) == (expected, expected - embeddings)
+
+
+def test_minilm_preset_has_the_all_minilm_l6_v2_parameter_count():
+    # all-MiniLM-L6-v2 has 22,713,216 parameters, 147,840 of which are BERT's pooler (a
+    # 384x384 dense + bias that sentence-transformers never uses); the rest maps 1:1.
+    total, _ = count_params(preset("minilm", 30522, "bidirectional"))
+    assert total == 22_713_216 - (384 * 384 + 384)
+
+
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_small_presets_parse(size):
+    config = preset(size, 1024)
+    assert config.vocab_size == 1024 and config.causal and config.pooling == "eos"
+    total, body = count_params(config)
+    assert 0 < body < total
 
 
 def init(config, seed=0):
     tokens = jnp.ones((2, config.max_length), jnp.int32)
     return nn.unbox(Encoder(config).init(jax.random.key(seed), tokens)["params"])
+
+
+def hidden_states(config, params, tokens):
+    """The last layer's hidden states `[b, L, D]` (after `final_norm` when pre-LN)."""
+    _, state = Encoder(config).apply(
+        {"params": params}, tokens, capture_intermediates=True, mutable=["intermediates"]
+    )
+    last = "final_norm" if config.layer_norm == "pre" else f"layer_{config.num_layers - 1}"
+    return np.asarray(state["intermediates"][last]["__call__"][0])
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def tokens_with_padding(lengths, width, seed=0, vocab=50):
@@ -81,7 +118,7 @@ def tokens_with_padding(lengths, width, seed=0, vocab=50):
 def _np_layer_norm(x, p, eps):
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * p["LayerNorm_0"]["scale"] + p["LayerNorm_0"]["bias"]
+    return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
 
 
 def _np_gelu(x, exact):
@@ -134,6 +171,8 @@ def numpy_forward(params, tokens, c):
         x = _np_layer_norm(x, p["final_norm"], c.layer_norm_eps)
     if c.pooling == "eos":
         pooled = x[np.arange(b), mask.sum(1) - 1]
+    elif c.pooling == "cls":
+        pooled = x[:, 0]
     else:
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
     if c.projection_dim:
@@ -141,7 +180,7 @@ def numpy_forward(params, tokens, c):
     return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+@CONFIGS
 def test_forward_matches_float64_numpy(config):
     params = init(config, seed=1)
     # Scale up the (tiny at init) parameters so that every term matters.
@@ -153,20 +192,20 @@ def test_forward_matches_float64_numpy(config):
 
 def test_causal_hidden_states_do_not_see_the_future():
     params = init(CAUSAL)
-    tokens = tokens_with_padding([10, 10], 16, seed=3)
+    tokens = tokens_with_padding([12, 16], 16, seed=3)
     changed = tokens.copy()
-    changed[:, 6:10] = 7
-    # EOS pooling reads position len-1; compare prefixes by truncating the rows to length 6.
-    prefix = tokens.copy()
-    prefix[:, 6:] = 0
-    changed_prefix = changed.copy()
-    changed_prefix[:, 6:] = 0
-    apply = lambda t: np.asarray(Encoder(CAUSAL).apply({"params": params}, t))
-    np.testing.assert_allclose(apply(prefix), apply(changed_prefix), atol=1e-6)
-    assert not np.allclose(apply(tokens), apply(changed), atol=1e-4)
+    changed[:, 6:12] = tokens[:, 6:12] % 49 + 1  # still non-padding, every token different
+    before, after = hidden_states(CAUSAL, params, tokens), hidden_states(CAUSAL, params, changed)
+    np.testing.assert_allclose(before[:, :6], after[:, :6], atol=1e-6)
+    assert not np.allclose(before[:, 6:12], after[:, 6:12], atol=1e-4)
+    # The bidirectional encoder, by contrast, lets every position see the change.
+    params = init(BIDIRECTIONAL)
+    before = hidden_states(BIDIRECTIONAL, params, tokens)
+    after = hidden_states(BIDIRECTIONAL, params, changed)
+    assert not np.allclose(before[:, :6], after[:, :6], atol=1e-4)
 
 
-@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+@CONFIGS
 def test_right_padding_does_not_change_embeddings(config):
     params = init(config)
     tokens = tokens_with_padding([5, 8], 8, seed=4)
@@ -176,23 +215,40 @@ def test_right_padding_does_not_change_embeddings(config):
     np.testing.assert_allclose(apply(tokens), apply(wider), atol=1e-6)
 
 
-def test_eos_pooling_reads_the_last_real_token():
+def test_pooling_reads_the_right_positions():
+    tokens = tokens_with_padding([6, 16, 1, 11], 16, seed=5)
+    rows = np.arange(4)
+    # EOS: the last non-padding position of each row (where the [EOS] delimiter sits).
     params = init(CAUSAL)
-    tokens = tokens_with_padding([6], 16, seed=5)
-    edited = tokens.copy()
-    edited[0, 5] = (tokens[0, 5] % 49) + 1  # the last real token: must change the output
-    apply = lambda t: np.asarray(Encoder(CAUSAL).apply({"params": params}, t))
-    assert not np.allclose(apply(tokens), apply(edited), atol=1e-4)
+    out = np.asarray(Encoder(CAUSAL).apply({"params": params}, tokens))
+    hidden = hidden_states(CAUSAL, params, tokens)
+    np.testing.assert_allclose(out, unit(hidden[rows, [5, 15, 0, 10]]), atol=1e-6)
+    # CLS: position 0.
+    params = init(CLS)
+    out = np.asarray(Encoder(CLS).apply({"params": params}, tokens))
+    np.testing.assert_allclose(out, unit(hidden_states(CLS, params, tokens)[:, 0]), atol=1e-6)
+    # Mean: over non-padding positions only (then the projection).
+    params = init(BIDIRECTIONAL)
+    out = np.asarray(Encoder(BIDIRECTIONAL).apply({"params": params}, tokens))
+    hidden = hidden_states(BIDIRECTIONAL, params, tokens)
+    mask = (tokens != 0)[..., None]
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    expected = unit(mean @ np.asarray(params["projection"]["kernel"]))
+    np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [CAUSAL, BIDIRECTIONAL], ids=["causal", "bidirectional"])
+@CONFIGS
 def test_outputs_unit_norm_and_all_padding_rows_finite(config):
     params = init(config)
-    tokens = tokens_with_padding([4, 0], 8, seed=6)
-    out = np.asarray(Encoder(config).apply({"params": params}, tokens))
-    assert out.shape == (2, config.embedding_dim) and out.dtype == np.float32
+    tokens = tokens_with_padding([4, 8, 0], 8, seed=6)
+    model = Encoder(config)
+    out = np.asarray(model.apply({"params": params}, tokens))
+    assert out.shape == (3, config.embedding_dim) and out.dtype == np.float32
     assert np.isfinite(out).all()
-    np.testing.assert_allclose(np.linalg.norm(out[0]), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out[:2], axis=-1), 1.0, rtol=1e-6)
+    # ...and their gradients are finite too.
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens)[2]))(params)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def test_dropout_and_remat():
@@ -200,22 +256,43 @@ def test_dropout_and_remat():
     params = init(config)
     tokens = tokens_with_padding([10, 7], 16, seed=7)
     model = Encoder(config)
-    run = lambda key: np.asarray(
-        model.apply({"params": params}, tokens, deterministic=False, rngs={"dropout": key})
-    )
-    assert not np.allclose(run(jax.random.key(1)), run(jax.random.key(2)))
-    np.testing.assert_array_equal(run(jax.random.key(1)), run(jax.random.key(1)))
     remat = Encoder(EncoderConfig(**{**config.to_dict(), "remat": True}))
+
+    @jax.jit
+    def run(p, key):
+        return model.apply({"params": p}, tokens, deterministic=False, rngs={"dropout": key})
+
+    a, b = run(params, jax.random.key(1)), run(params, jax.random.key(2))
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(run(params, jax.random.key(1))))
+    # deterministic=True: no dropout, needs no rng, equals the dropout-free model.
+    no_dropout = Encoder(CAUSAL).apply({"params": params}, tokens)
+    np.testing.assert_array_equal(
+        np.asarray(model.apply({"params": params}, tokens)), np.asarray(no_dropout)
+    )
 
     def loss(m, p):
         out = m.apply(
             {"params": p}, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
         )
-        return jnp.sum(out[0] * out[1])
+        return jnp.sum(out[0] * out[1]), out
 
-    g1, g2 = jax.grad(lambda p: loss(model, p))(params), jax.grad(lambda p: loss(remat, p))(params)
-    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    grad = lambda m: jax.jit(jax.grad(lambda p: loss(m, p), has_aux=True))(params)
+    (g1, out1), (g2, out2) = grad(model), grad(remat)
+    np.testing.assert_allclose(np.asarray(out1), np.asarray(out2), rtol=1e-6, atol=1e-6)
+    for x, y in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_activations_keep_float32_params_and_outputs():
+    config = EncoderConfig(**{**CAUSAL.to_dict(), "dtype": "bfloat16"})
+    params = init(config)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    tokens = tokens_with_padding([10, 7], 16, seed=9)
+    out = Encoder(config).apply({"params": params}, tokens)
+    assert out.dtype == jnp.float32
+    reference = Encoder(CAUSAL).apply({"params": params}, tokens)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(reference), atol=5e-2)
 
 
 def test_every_parameter_has_logical_axes_and_sharded_forward_matches():
@@ -255,8 +332,22 @@ def test_every_parameter_has_logical_axes_and_sharded_forward_matches():
     np.testing.assert_allclose(np.asarray(out), np.asarray(plain), atol=1e-5)
 
 
+def test_logical_constraints_are_no_ops_without_rules():
+    params = init(CAUSAL)
+    tokens = tokens_with_padding([5, 8, 3, 1, 2, 8, 7, 6], 8, seed=10)
+    mesh = partitioning.make_mesh(data=4, model=2)
+    with jax.set_mesh(mesh):
+        out = jax.jit(lambda p, t: Encoder(CAUSAL).apply({"params": p}, t))(params, tokens)
+    plain = Encoder(CAUSAL).apply({"params": params}, tokens)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(plain), atol=1e-6)
+
+
 def test_config_round_trip_and_errors():
     assert EncoderConfig.from_dict(BIDIRECTIONAL.to_dict()) == BIDIRECTIONAL
+    assert EncoderConfig.from_dict(json.loads(json.dumps(CAUSAL.to_dict()))) == CAUSAL
+    assert CAUSAL.embedding_dim == 16 and BIDIRECTIONAL.embedding_dim == 8
+    with pytest.raises(ValueError, match="pooling='cls' with causal=True"):
+        EncoderConfig(pooling="cls")
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
         EncoderConfig.from_dict({**CAUSAL.to_dict(), "colour": 1})
     with pytest.raises(ValueError, match="not divisible by num_heads"):

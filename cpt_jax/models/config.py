@@ -73,6 +73,11 @@ class EncoderConfig:
                 raise ValueError(
                     f"EncoderConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
+        if self.causal and self.pooling == "cls":
+            raise ValueError(
+                "EncoderConfig.pooling='cls' with causal=True would embed only the first token "
+                "(position 0 attends to nothing else); use pooling='eos' or causal=False"
+            )
         if self.projection_dim is not None and self.projection_dim < 1:
             raise ValueError("EncoderConfig.projection_dim must be positive or None")
         if not 0.0 <= self.dropout_rate < 1.0:

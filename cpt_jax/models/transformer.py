@@ -9,13 +9,26 @@ One module covers both of the encoders that cpt-jax needs:
 Inputs are right-padded token ids `[b, L]` with 0 as padding; outputs are L2-normalised
 float32 embeddings `[b, D]`.
 
-Parameter layout (`layer_{i}` repeated `num_layers` times):
-  token_embedding [vocab, embed]; position_embedding [pos, embed];
-  (post-LN only) token_type_embedding [type, embed], embedding_norm;
-  layer_{i}/attention/{query,key,value}_kernel [embed, heads, kv], _bias [heads, kv];
-  layer_{i}/attention/out_kernel [heads, kv, embed], out_bias [embed];
-  layer_{i}/attention_norm, layer_{i}/mlp/{wi [embed, mlp], wo [mlp, embed]}, layer_{i}/mlp_norm;
-  (pre-LN only) final_norm; (optional) projection/kernel [embed, embed_out].
+Parameter layout (`layer_{i}` repeated `num_layers` times; every leaf is float32):
+  token_embedding [vocab, embed]                 BERT word_embeddings     GPT-2 wte
+  position_embedding [pos, embed]                BERT position_embeddings GPT-2 wpe
+  token_type_embedding [type, embed]  (post-LN)  BERT token_type_embeddings
+  embedding_norm/{scale,bias} [embed] (post-LN)  BERT embeddings.LayerNorm
+  layer_{i}/attention/{query,key,value}_kernel [embed, heads, kv], ..._bias [heads, kv]
+                                                 BERT attention.self.{query,key,value}
+                                                 GPT-2 attn.c_attn (split in three)
+  layer_{i}/attention/out_kernel [heads, kv, embed], out_bias [embed]
+                                                 BERT attention.output.dense  GPT-2 attn.c_proj
+  layer_{i}/attention_norm/{scale,bias}          BERT attention.output.LayerNorm  GPT-2 ln_1
+  layer_{i}/mlp/wi/{kernel [embed, mlp], bias [mlp]}
+                                                 BERT intermediate.dense  GPT-2 mlp.c_fc
+  layer_{i}/mlp/wo/{kernel [mlp, embed], bias [embed]}
+                                                 BERT output.dense  GPT-2 mlp.c_proj
+  layer_{i}/mlp_norm/{scale,bias}                BERT output.LayerNorm  GPT-2 ln_2
+  final_norm/{scale,bias}             (pre-LN)   GPT-2 ln_f
+  projection/kernel [embed, embed_out] (when projection_dim is set; no bias)
+Kernels are `[in, out]` (HF PyTorch Linear weights are `[out, in]`; GPT-2's Conv1D already
+`[in, out]`); head axes are split out as `[embed, heads, kv]` / `[heads, kv, embed]`.
 """
 
 from __future__ import annotations
@@ -60,20 +73,15 @@ def _activation(name: str):
     }[name]
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm over `embed` with logically partitioned scale and bias."""
-
-    eps: float
-    dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.LayerNorm(
-            epsilon=self.eps,
-            dtype=self.dtype,
-            scale_init=_init(nn.initializers.ones, ("embed",)),
-            bias_init=_init(nn.initializers.zeros, ("embed",)),
-        )(x)
+def layer_norm(eps: float, dtype, name: str) -> nn.LayerNorm:
+    """LayerNorm over `embed`; its `scale` and `bias` sit directly under `name`."""
+    return nn.LayerNorm(
+        epsilon=eps,
+        dtype=dtype,
+        scale_init=_init(nn.initializers.ones, ("embed",)),
+        bias_init=_init(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
 
 
 class Attention(nn.Module):
@@ -153,8 +161,8 @@ class Block(nn.Module):
         dtype = jnp.dtype(c.dtype)
         attention = Attention(c, name="attention")
         mlp = Mlp(c, name="mlp")
-        attention_norm = LayerNorm(c.layer_norm_eps, dtype, name="attention_norm")
-        mlp_norm = LayerNorm(c.layer_norm_eps, dtype, name="mlp_norm")
+        attention_norm = layer_norm(c.layer_norm_eps, dtype, name="attention_norm")
+        mlp_norm = layer_norm(c.layer_norm_eps, dtype, name="mlp_norm")
         drop = lambda y: nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
         if c.layer_norm == "pre":
             x = x + drop(attention(attention_norm(x), attention_bias, deterministic=deterministic))
@@ -214,7 +222,7 @@ class Encoder(nn.Module):
                 "token_type_embedding", _init(embed_init, ("type", "embed")), (2, c.d_model)
             )
             x = x + token_type_embedding[0]
-            x = LayerNorm(c.layer_norm_eps, dtype, name="embedding_norm")(x)
+            x = layer_norm(c.layer_norm_eps, dtype, name="embedding_norm")(x)
         x = nn.Dropout(c.dropout_rate)(x.astype(dtype), deterministic=deterministic)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
@@ -227,7 +235,7 @@ class Encoder(nn.Module):
         for i in range(c.num_layers):
             x = block(c, name=f"layer_{i}")(x, attention_bias, deterministic)
         if c.layer_norm == "pre":
-            x = LayerNorm(c.layer_norm_eps, dtype, name="final_norm")(x)
+            x = layer_norm(c.layer_norm_eps, dtype, name="final_norm")(x)
 
         pooled = _pool(x.astype(jnp.float32), mask, c.pooling)
         if c.projection_dim:
@@ -238,8 +246,10 @@ class Encoder(nn.Module):
                 name="projection",
             )(pooled)
         pooled = nn.with_logical_constraint(pooled, ("batch", "embed"))
-        norm = jnp.sqrt(jnp.sum(jnp.square(pooled), axis=-1, keepdims=True))
-        return pooled / jnp.maximum(norm, 1e-12)
+        # rsqrt of the clamped squared norm: finite values *and* gradients for a zero vector
+        # (an all-padding row under mean pooling), where sqrt's gradient at 0 would be NaN.
+        squared = jnp.sum(jnp.square(pooled), axis=-1, keepdims=True)
+        return pooled * jax.lax.rsqrt(jnp.maximum(squared, 1e-24))
 
 
 def count_params(config: EncoderConfig) -> tuple[int, int]:
