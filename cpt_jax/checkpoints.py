@@ -100,7 +100,7 @@ def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = N
     manager = ocp.CheckpointManager(
         os.path.abspath(directory),
         item_names=("params", "opt_state"),
-        options=ocp.CheckpointManagerOptions(read_only=True),
+        options=ocp.CheckpointManagerOptions(create=False),
     )
     try:
         step = manager.latest_step() if step is None else step

@@ -6,7 +6,7 @@ Stages (each skipped when its output already exists, so a killed run picks up wh
   1. data: (docstring, code) pairs from the installed Python standard library, split by module
      (`data_pipelines.python_code`), written to `data/stdlib_code/`.
   2. vocabulary: a SentencePiece model trained on the training split.
-  3. training: `gin_configs/runs/quickstart.gin` through the same launcher as
+  3. training: `gin_configs/runs/quickstart.gin` (or `--gin_file`) through the same code as
      `python -m cpt_jax.train` (resumes from the model directory's latest checkpoint).
   4. evaluation: CodeSearchNet protocol on the held-out modules (each query ranked against
      1,000 candidates, MRR), with BM25 beside it; printed and written to `eval.json`.
@@ -56,6 +56,8 @@ def evaluate(model_dir: str, data_dir: str, num_candidates: int = 1000) -> dict:
     from cpt_jax.evaluation import bm25_code_search, evaluate_code_search
     from data_pipelines.pipeline import load_pairs
 
+    import bm25s  # noqa: F401 (imported first: it sets its logger's level on import)
+
     logging.getLogger("bm25s").setLevel(logging.WARNING)
 
     pairs = load_pairs(data_dir, "test")
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--gin_file", default=QUICKSTART_GIN, help="the run config")
     parser.add_argument("--model_dir", default="runs/quickstart")
     parser.add_argument("--data_dir", default="data/stdlib_code")
     parser.add_argument("--vocab_size", type=int, default=8000)
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary_path = build_data(args.data_dir, args.vocab_size)
     data_seconds = time.perf_counter() - start
 
-    _, bindings, _ = train_lib.parse_args(["--gin_file", QUICKSTART_GIN, *overrides])
+    _, bindings, _ = train_lib.parse_args(["--gin_file", args.gin_file, *overrides])
     bindings = [
         f"MODEL_DIR = {args.model_dir!r}",
         f"DATA_DIR = {args.data_dir!r}",
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         f"VOCAB_SIZE = {args.vocab_size}",
         *bindings,
     ]
-    train_lib.parse_gin([QUICKSTART_GIN], bindings)
+    train_lib.parse_gin([args.gin_file], bindings)
     train_start = time.perf_counter()
     train_lib.train()
     train_seconds = time.perf_counter() - train_start
