@@ -52,11 +52,11 @@ def build_data(data_dir: str, vocab_size: int) -> str:
 
 def evaluate(model_dir: str, data_dir: str, num_candidates: int = 1000) -> dict:
     """Code search MRR of the trained model and of BM25 on the test split."""
+    import bm25s  # noqa: F401 (imported first: it sets its logger's level on import)
+
     from cpt_jax.embed import Embedder
     from cpt_jax.evaluation import bm25_code_search, evaluate_code_search
     from data_pipelines.pipeline import load_pairs
-
-    import bm25s  # noqa: F401 (imported first: it sets its logger's level on import)
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
 
