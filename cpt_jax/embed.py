@@ -24,7 +24,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpt_jax import checkpoints
+from cpt_jax import checkpoints, jsonl
 from cpt_jax.models import Encoder, EncoderConfig
 from cpt_jax.tokenization import PairTokenizer
 
@@ -145,29 +144,13 @@ def read_jsonl_field(path: str, field: str) -> list[str]:
     a non-string value; OSError (with the path) when the file cannot be read.
     """
     texts = []
-    try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
-    except OSError as e:
-        raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
-    with f:
-        try:
-            for line_number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg})") from e
-                if not isinstance(record, dict) or field not in record:
-                    raise ValueError(f"{path}:{line_number}: missing field {field!r}")
-                if not isinstance(record[field], str):
-                    raise ValueError(
-                        f"{path}:{line_number}: field {field!r} is "
-                        f"{type(record[field]).__name__}, expected a string"
-                    )
-                texts.append(record[field])
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+    for line_number, record in jsonl.iter_records(path, required=[field]):
+        if not isinstance(record[field], str):
+            raise ValueError(
+                f"{path}:{line_number}: field {field!r} is "
+                f"{type(record[field]).__name__}, expected a string"
+            )
+        texts.append(record[field])
     return texts
 
 

@@ -7,11 +7,12 @@ uninterrupted run would, and each host reads only its own shard (`seqio.ShardInf
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from cpt_jax import jsonl
 
 DEFAULT_FIELDS = ("query", "code")
 # Larger than the in-memory corpora read here, so that an epoch is a full permutation.
@@ -23,20 +24,7 @@ def load_pairs(data_dir: str, split: str, required: Sequence[str] = DEFAULT_FIEL
     path = os.path.join(data_dir, f"{split}.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such split file")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg})") from e
-            missing = [k for k in required if not isinstance(record, dict) or k not in record]
-            if missing:
-                raise ValueError(f"{path}:{line_number}: missing field {missing[0]!r}")
-            records.append(record)
-    return records
+    return [record for _, record in jsonl.iter_records(path, required)]
 
 
 def pair_batches(
