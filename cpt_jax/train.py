@@ -94,16 +94,26 @@ class PairData:
 
 
 class MetricsWriter:
-    """Writes logged metrics to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+    """Writes logged metrics to TensorBoard event files and `metrics.jsonl` (process 0 only).
 
-    def __init__(self, model_dir: str, enabled: bool):
+    A resumed run first drops the `metrics.jsonl` lines past its checkpoint (logged by the
+    killed run after its last save), so that every step appears once, as in an
+    uninterrupted run.
+    """
+
+    def __init__(self, model_dir: str, enabled: bool, start_step: int = 0):
         self.enabled = enabled
         if not enabled:
             return
         from tensorboardX import SummaryWriter
 
+        path = os.path.join(model_dir, "metrics.jsonl")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                kept = [line for line in f if json.loads(line)["step"] <= start_step]
+            checkpoints.write_bytes_atomic(path, "".join(kept).encode())
         self._tb = SummaryWriter(os.path.join(model_dir, "train"))
-        self._jsonl = open(os.path.join(model_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+        self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, step: int, scalars: dict[str, float]):
         if not self.enabled:
@@ -224,7 +234,7 @@ def train(
     )
 
     # Loop.
-    writer = MetricsWriter(model_dir, enabled=is_chief)
+    writer = MetricsWriter(model_dir, enabled=is_chief, start_step=start_step)
     bar = _progress_bar(start_step, train_steps, enabled=progress_bar and is_chief)
     window_start, window_steps = time.perf_counter(), 0
     try:

@@ -59,6 +59,11 @@ def run_launcher(model_dir, corpus, *extra):
     return result
 
 
+def read_metrics(model_dir):
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
 def final_params(model_dir):
     meta = checkpoints.read_model_metadata(model_dir)
     assert meta["model_config"]["vocab_size"] > 0
@@ -79,8 +84,7 @@ def test_launcher_writes_a_self_describing_model_dir(trained):
     with open(os.path.join(trained, "config.gin")) as f:
         config = f.read()
     assert "BATCH_SIZE = 16" in config and "EncoderConfig.num_layers = 2" in config
-    with open(os.path.join(trained, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
+    records = read_metrics(trained)
     assert [r["step"] for r in records] == [2, 4, 6]
     for r in records:
         assert np.isfinite(r["loss"]) and r["pairs_per_second"] > 0
@@ -128,6 +132,13 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path, stdlib_cor
 
     result = run_launcher(killed, stdlib_corpus, *steps)
     assert "Resumed" in result.stdout
+    # The logged losses match step for step, each step once (lines the killed run logged
+    # after its last checkpoint are replaced by the resumed run's).
+    logged = [read_metrics(d) for d in (uninterrupted, killed)]
+    assert [r["step"] for r in logged[1]] == [r["step"] for r in logged[0]]
+    np.testing.assert_allclose(
+        [r["loss"] for r in logged[1]], [r["loss"] for r in logged[0]], rtol=1e-6
+    )
     for a, b in zip(
         jax.tree.leaves(final_params(uninterrupted)), jax.tree.leaves(final_params(killed))
     ):

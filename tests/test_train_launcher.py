@@ -1,0 +1,40 @@
+"""The launcher's argument parsing and metrics log, without training."""
+
+import json
+
+import pytest
+
+from cpt_jax import train
+
+
+def test_t5x_style_arguments_become_gin_bindings():
+    files, bindings, paths = train.parse_args(
+        [
+            "--gin_file=runs/a.gin",
+            "--gin.TRAIN_STEPS=5",
+            "--gin.MODEL_DIR='x=y'",
+            "--gin_bindings=BATCH_SIZE = 4",
+            "--gin_search_paths=/tmp/g",
+        ]
+    )
+    assert files == ["runs/a.gin"] and paths == ["/tmp/g"]
+    assert bindings == ["BATCH_SIZE = 4", "TRAIN_STEPS = 5", "MODEL_DIR = 'x=y'"]
+    with pytest.raises(SystemExit, match="needs a value"):
+        train.parse_args(["--gin_file=a.gin", "--gin.TRAIN_STEPS"])
+    with pytest.raises(SystemExit, match="at least one --gin_file"):
+        train.parse_args(["--gin.TRAIN_STEPS=3"])
+
+
+def test_missing_gin_file_is_named():
+    with pytest.raises(FileNotFoundError, match="gin file 'runs/nope.gin' not found"):
+        train.parse_gin(["runs/nope.gin"], [])
+
+
+def test_resumed_metrics_log_drops_steps_past_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (2, 4, 6, 8)))
+    writer = train.MetricsWriter(str(tmp_path), enabled=True, start_step=4)
+    writer.write(6, {"loss": 0.5})
+    writer.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in records] == [(2, 1.0), (4, 1.0), (6, 0.5)]
