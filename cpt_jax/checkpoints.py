@@ -24,6 +24,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from cpt_jax import files
+
 PyTree = Any
 MODEL_METADATA_FILE = "model.json"
 VOCABULARY_FILE = "spm.model"
@@ -114,22 +116,6 @@ def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = N
         manager.close()
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes JSON to `path` via a temporary file and rename, so readers never see half."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_model_metadata(
     model_dir: str,
     *,
@@ -140,8 +126,8 @@ def write_model_metadata(
 ) -> None:
     """Writes `model.json` and the vocabulary so the model dir is self-describing."""
     os.makedirs(model_dir, exist_ok=True)
-    write_bytes_atomic(os.path.join(model_dir, VOCABULARY_FILE), vocabulary)
-    write_json_atomic(
+    files.write_bytes_atomic(os.path.join(model_dir, VOCABULARY_FILE), vocabulary)
+    files.write_json_atomic(
         os.path.join(model_dir, MODEL_METADATA_FILE),
         {
             "format_version": 1,

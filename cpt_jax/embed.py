@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpt_jax import checkpoints, jsonl
+from cpt_jax import checkpoints, files
 from cpt_jax.models import Encoder, EncoderConfig
 from cpt_jax.tokenization import PairTokenizer
 
@@ -144,7 +144,7 @@ def read_jsonl_field(path: str, field: str) -> list[str]:
     a non-string value; OSError (with the path) when the file cannot be read.
     """
     texts = []
-    for line_number, record in jsonl.iter_records(path, required=[field]):
+    for line_number, record in files.iter_records(path, required=[field]):
         if not isinstance(record[field], str):
             raise ValueError(
                 f"{path}:{line_number}: field {field!r} is "

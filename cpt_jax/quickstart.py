@@ -28,7 +28,7 @@ import time
 
 import gin
 
-from cpt_jax import checkpoints
+from cpt_jax import files
 from cpt_jax import train as train_lib
 
 QUICKSTART_GIN = "runs/quickstart.gin"
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluation": round(eval_seconds, 1),
         "total": round(time.perf_counter() - start, 1),
     }
-    checkpoints.write_json_atomic(os.path.join(args.model_dir, "eval.json"), results)
+    files.write_json_atomic(os.path.join(args.model_dir, "eval.json"), results)
 
     print("\nCode search on held-out stdlib modules (CodeSearchNet protocol):")
     print(format_table(results))

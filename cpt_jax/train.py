@@ -30,7 +30,7 @@ import time
 import gin
 import jax
 
-from cpt_jax import checkpoints, partitioning, training
+from cpt_jax import checkpoints, files, partitioning, training
 from cpt_jax.models import EncoderConfig
 from cpt_jax.tokenization import DELIMITERS, PairTokenizer
 
@@ -111,7 +111,7 @@ class MetricsWriter:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 kept = [line for line in f if json.loads(line)["step"] <= start_step]
-            checkpoints.write_bytes_atomic(path, "".join(kept).encode())
+            files.write_bytes_atomic(path, "".join(kept).encode())
         self._tb = SummaryWriter(os.path.join(model_dir, "train"))
         self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
@@ -220,7 +220,7 @@ def train(
             sequence_lengths=data.sequence_lengths,
             delimiters=DELIMITERS,
         )
-        checkpoints.write_bytes_atomic(
+        files.write_bytes_atomic(
             os.path.join(model_dir, "config.gin"), gin.operative_config_str().encode()
         )
 

@@ -17,7 +17,6 @@ import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -218,18 +217,3 @@ class Trainer:
                 return step(state, batch)
 
         return run
-
-
-def model_flops_per_pair(config: EncoderConfig, query_length: int, document_length: int) -> float:
-    """Approximate training FLOPs per pair (6 * params * tokens + attention), for MFU."""
-    d, layers = config.d_model, config.num_layers
-    per_token_matmul_params = layers * (4 * d * d + 2 * d * config.d_ff)
-    flops = 0.0
-    for length in (query_length, document_length):
-        flops += 6 * per_token_matmul_params * length + 6 * layers * 2 * length * length * d
-    return float(flops)
-
-
-def tree_size(tree: PyTree) -> int:
-    """Number of scalars in a pytree of arrays."""
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from cpt_jax import jsonl
+from cpt_jax import files
 
 DEFAULT_FIELDS = ("query", "code")
 # Larger than the in-memory corpora read here, so that an epoch is a full permutation.
@@ -24,7 +24,7 @@ def load_pairs(data_dir: str, split: str, required: Sequence[str] = DEFAULT_FIEL
     path = os.path.join(data_dir, f"{split}.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such split file")
-    return [record for _, record in jsonl.iter_records(path, required)]
+    return [record for _, record in files.iter_records(path, required)]
 
 
 def pair_batches(

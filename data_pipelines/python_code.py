@@ -39,6 +39,7 @@ import tokenize
 from collections import Counter
 from collections.abc import Iterator
 
+from cpt_jax import files
 from cpt_jax.tokenization import text_id
 
 SPLITS = ("train", "validation", "test")
@@ -172,9 +173,9 @@ def stdlib_root() -> str:
 def iter_stdlib_sources(root: str | None = None) -> Iterator[tuple[str, str]]:
     """(relative path, top-level module) of every non-test `.py` file, in sorted order."""
     root = root or stdlib_root()
-    for directory, subdirs, files in os.walk(root):
+    for directory, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if d not in EXCLUDED_DIRS and not d.startswith("."))
-        for name in sorted(files):
+        for name in sorted(names):
             if not name.endswith(".py") or name.startswith("test_") or name == "conftest.py":
                 continue
             relative = os.path.relpath(os.path.join(directory, name), root)
@@ -194,14 +195,12 @@ def _code_key(code: str) -> str:
 
 
 def _write_jsonl_atomic(path: str, records: list[dict]) -> str:
-    tmp = f"{path}.tmp.{os.getpid()}"
     digest = hashlib.sha256()
-    with open(tmp, "w", encoding="utf-8") as f:
+    with files.atomic_open(path) as f:
         for record in records:
             line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
             f.write(line)
             digest.update(line.encode())
-    os.replace(tmp, path)
     return digest.hexdigest()
 
 
@@ -219,14 +218,14 @@ def build_corpus(
     skipped: Counter = Counter()
     seen: set[str] = set()
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    files = 0
+    files_read = 0
     for relative, module in sources:
         try:
             source = read(relative).decode("utf-8")
         except UnicodeDecodeError:
             skipped["non_utf8_file"] += 1
             continue
-        files += 1
+        files_read += 1
         for record in extract_pairs(source, path=relative, module=module, skipped=skipped):
             key = _code_key(record["code"])
             if key in seen:
@@ -246,17 +245,14 @@ def build_corpus(
         "modules": {
             split: sorted({r["module"] for r in records}) for split, records in splits.items()
         },
-        "files_read": files,
+        "files_read": files_read,
         "skipped": dict(sorted(skipped.items())),
         "sha256": hashes,
         "split_rule": "int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, "
         "else train",
         "source": source_description,
     }
-    tmp = os.path.join(out_dir, f"manifest.json.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(out_dir, "manifest.json"))
+    files.write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest
 
 

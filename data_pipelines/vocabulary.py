@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import sentencepiece as spm
 
+from cpt_jax import files
 from cpt_jax.tokenization import DELIMITERS
 
 CONTROL_SYMBOLS = [piece for pair in DELIMITERS.values() for piece in pair]
@@ -80,10 +81,7 @@ def train_sentencepiece(
         raise ValueError(f"SentencePiece training failed for vocab_size={vocab_size}: {e}") from e
     path = model_prefix + ".model"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(model.getvalue())
-    os.replace(tmp, path)
+    files.write_bytes_atomic(path, model.getvalue())
     return path
 
 

@@ -1,9 +1,42 @@
-"""Reading JSON-lines files with errors that name the file, the line and the field."""
+"""Small file helpers: atomic writes, and JSON-lines reading with errors that name the file,
+the line and the field. Standard library only (no tensorflow, no orbax)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
+    """Opens a temporary file beside `path` and renames it over `path` on success.
+
+    Readers never see a half-written file, and a crash leaves the old one in place.
+    """
+    tmp = f"{path}.tmp.{os.getpid()}"
+    encoding = None if "b" in mode else "utf-8"
+    try:
+        with open(tmp, mode, encoding=encoding) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Writes `obj` as indented, key-sorted JSON, atomically."""
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def iter_records(path: str, required: Sequence[str] = ()) -> Iterator[tuple[int, dict]]:
