@@ -95,19 +95,45 @@ def logit_scale_from_log(
 
 
 # -- shared internals ---------------------------------------------------------------------------
-class _ScoredBlock(NamedTuple):
-    """One device's share of the logits, masked entries set to -inf.
+class _Columns(NamedTuple):
+    """Everything a block of local rows is scored against, gathered over all devices.
 
-    rows:    [b, B + B*N] local queries against all documents, then all hard negatives.
-    columns: [b, B]       local documents against all queries.
-    labels:  [b]          global index of each local pair (its positive's column / row).
-    count:   int          global batch size B (static).
+    queries, documents: [B, d] all queries / all documents.
+    negatives:          [B*N, d] all hard negatives, example-major, or None.
+    query_ids, document_ids: [B] or None;  negative_ids: [B*N] or None.
+    count:              int, the global batch size B (static).
+    """
+
+    queries: jax.Array
+    documents: jax.Array
+    negatives: jax.Array | None
+    query_ids: jax.Array | None
+    document_ids: jax.Array | None
+    negative_ids: jax.Array | None
+    count: int
+
+
+class _Rows(NamedTuple):
+    """A block of this device's pairs (every leaf has the same leading size r <= b)."""
+
+    queries: jax.Array  # [r, d]
+    documents: jax.Array  # [r, d]
+    labels: jax.Array  # [r] global index of each pair: its positive's column / row
+    query_ids: jax.Array | None  # [r]
+    document_ids: jax.Array | None  # [r]
+
+
+class _ScoredBlock(NamedTuple):
+    """The logits of a block of r local rows, masked entries set to -inf.
+
+    rows:    [r, B + B*N] the block's queries against all documents, then all hard negatives.
+    columns: [r, B]       the block's documents against all queries.
+    labels:  [r]          global index of each pair (its positive's column / row).
     """
 
     rows: jax.Array
     columns: jax.Array
     labels: jax.Array
-    count: int
 
 
 def _gather(x, axis_name: AxisName):
@@ -127,7 +153,7 @@ def _dot(a, b):
 def _mask_same_ids(logits, own_ids, candidate_ids, positives=None):
     """-inf where a candidate's id equals the row's own id, except on the row's positive.
 
-    `logits [b, C]`, `own_ids [b]`, `candidate_ids [C]`, `positives [b]` (global column index
+    `logits [r, C]`, `own_ids [r]`, `candidate_ids [C]`, `positives [r]` (global column index
     of each row's positive, never masked; None when no candidate is a positive).
     """
     same = own_ids[:, None] == candidate_ids[None, :]
@@ -136,46 +162,24 @@ def _mask_same_ids(logits, own_ids, candidate_ids, positives=None):
     return jnp.where(same, -jnp.inf, logits)
 
 
-def _score(
+def _prepare(
     queries,
     documents,
-    logit_scale,
     axis_name: AxisName,
     negatives=None,
     query_ids=None,
     document_ids=None,
     negative_ids=None,
-) -> _ScoredBlock:
-    """The local logits, labels and masks shared by the loss and the metrics."""
+) -> tuple[_Rows, _Columns]:
+    """Validates the inputs, gathers the columns and labels this device's rows."""
     if queries.ndim != 2 or documents.shape != queries.shape:
         raise ValueError(
             f"queries {queries.shape} and documents {documents.shape} must be the same [b, d]"
         )
-    b = queries.shape[0]
-    if axis_name is None:
-        offset, count = 0, b
-    else:
-        # The linear index over (a tuple of) axes, in the order all_gather(tiled=True) uses.
-        offset, count = jax.lax.axis_index(axis_name) * b, b * jax.lax.axis_size(axis_name)
-    labels = offset + jnp.arange(b)
-    scale = jnp.asarray(logit_scale, jnp.float32)
-
-    rows = scale * _dot(queries, _gather(documents, axis_name))  # [b, B]
-    columns = scale * _dot(documents, _gather(queries, axis_name))  # [b, B]
-    if document_ids is not None:
-        rows = _mask_same_ids(rows, document_ids, _gather(document_ids, axis_name), labels)
-    if query_ids is not None:
-        columns = _mask_same_ids(columns, query_ids, _gather(query_ids, axis_name), labels)
-
+    b, dim = queries.shape
     if negatives is not None:
-        if negatives.ndim != 3 or negatives.shape[0] != b or negatives.shape[2] != queries.shape[1]:
-            raise ValueError(
-                f"negatives must be [b={b}, N, d={queries.shape[1]}], got {negatives.shape}"
-            )
-        # Gather the whole negative block, then flatten: [B, N, d] -> [B*N, d] example-major,
-        # appended after all B positives (not interleaved per example or per device).
-        all_negatives = _gather(negatives, axis_name)
-        negative_logits = scale * _dot(queries, all_negatives.reshape(-1, negatives.shape[2]))
+        if negatives.ndim != 3 or negatives.shape[0] != b or negatives.shape[2] != dim:
+            raise ValueError(f"negatives must be [b={b}, N, d={dim}], got {negatives.shape}")
         if negative_ids is not None:
             if document_ids is None:
                 raise ValueError("negative_ids needs document_ids to compare against")
@@ -183,16 +187,79 @@ def _score(
                 raise ValueError(
                     f"negative_ids must be {negatives.shape[:2]}, got {negative_ids.shape}"
                 )
-            flat_ids = _gather(negative_ids, axis_name).reshape(-1)
-            negative_logits = _mask_same_ids(negative_logits, document_ids, flat_ids)
-        rows = jnp.concatenate([rows, negative_logits], axis=1)
     elif negative_ids is not None:
         raise ValueError("negative_ids given without negatives")
-    return _ScoredBlock(rows, columns, labels, count)
+
+    if axis_name is None:
+        offset, count = 0, b
+    else:
+        # The linear index over (a tuple of) axes, in the order all_gather(tiled=True) uses.
+        offset, count = jax.lax.axis_index(axis_name) * b, b * jax.lax.axis_size(axis_name)
+    maybe_gather = lambda x: None if x is None else _gather(x, axis_name)
+    # Hard negatives: gather the whole [B, N, d] block, then flatten example-major, so that
+    # they follow all B positives (not interleaved per example or per device).
+    columns = _Columns(
+        queries=_gather(queries, axis_name),
+        documents=_gather(documents, axis_name),
+        negatives=None if negatives is None else _gather(negatives, axis_name).reshape(-1, dim),
+        query_ids=maybe_gather(query_ids),
+        document_ids=maybe_gather(document_ids),
+        negative_ids=None if negative_ids is None else _gather(negative_ids, axis_name).reshape(-1),
+        count=count,
+    )
+    rows = _Rows(queries, documents, offset + jnp.arange(b), query_ids, document_ids)
+    return rows, columns
+
+
+def _score(block: _Rows, columns: _Columns, scale) -> _ScoredBlock:
+    """The logits of a block of local rows against all columns: `[r, B + B*N]`, `[r, B]`."""
+    rows = scale * _dot(block.queries, columns.documents)
+    cols = scale * _dot(block.documents, columns.queries)
+    if block.document_ids is not None:
+        rows = _mask_same_ids(rows, block.document_ids, columns.document_ids, block.labels)
+    if block.query_ids is not None:
+        cols = _mask_same_ids(cols, block.query_ids, columns.query_ids, block.labels)
+    if columns.negatives is not None:
+        negative_logits = scale * _dot(block.queries, columns.negatives)
+        if columns.negative_ids is not None:
+            negative_logits = _mask_same_ids(
+                negative_logits, block.document_ids, columns.negative_ids
+            )
+        rows = jnp.concatenate([rows, negative_logits], axis=1)
+    return _ScoredBlock(rows, cols, block.labels)
+
+
+def _sum_over_row_blocks(fn: Callable, rows: _Rows, chunk_size: int | None):
+    """`fn(rows)` for a function that sums over rows, computed `chunk_size` rows at a time.
+
+    `fn` maps a `_Rows` block to a pytree of sums. Blocks run in a `lax.scan` whose body is
+    rematerialised (`jax.checkpoint`), so only one block's `[chunk_size, B]` logits are
+    alive at a time, forward and backward. A last partial block is scored on its own.
+    """
+    b = rows.queries.shape[0]
+    if chunk_size is None or chunk_size >= b:
+        return fn(rows)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size}")
+    num_blocks, rest = divmod(b, chunk_size)
+    full = num_blocks * chunk_size
+    blocks = jax.tree.map(lambda x: x[:full].reshape(num_blocks, chunk_size, *x.shape[1:]), rows)
+    block_fn = jax.checkpoint(fn, prevent_cse=False)
+
+    def body(total, block):
+        return jax.tree.map(jnp.add, total, block_fn(block)), None
+
+    # The first block starts the sum (rather than zeros, which would not carry the
+    # device-varying type that shard_map's check_vma expects of the scan carry).
+    total = block_fn(jax.tree.map(lambda x: x[0], blocks))
+    total, _ = jax.lax.scan(body, total, jax.tree.map(lambda x: x[1:], blocks))
+    if rest:
+        total = jax.tree.map(jnp.add, total, fn(jax.tree.map(lambda x: x[full:], rows)))
+    return total
 
 
 def _cross_entropy(logits, labels):
-    """Per-row `logsumexp(z) - z[label]` in float32; `[b, C], [b] -> [b]`."""
+    """Per-row `logsumexp(z) - z[label]` in float32; `[r, C], [r] -> [r]`."""
     positive = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
     return jax.nn.logsumexp(logits, axis=1) - positive
 
@@ -208,6 +275,7 @@ def symmetric_info_nce(
     query_ids: jax.Array | None = None,
     document_ids: jax.Array | None = None,
     negative_ids: jax.Array | None = None,
+    chunk_size: int | None = None,
 ) -> jax.Array:
     """Symmetric InfoNCE with in-batch (and optional hard) negatives; a float32 scalar.
 
@@ -243,6 +311,11 @@ def symmetric_info_nce(
       negative_ids: optional `[b, N]` integer ids of the hard negatives (needs
         `document_ids`): for query i, every hard-negative column whose id equals
         `document_ids[i]` is masked. A row's own positive is never masked.
+      chunk_size: optional number of local rows scored at a time. The logits then take
+        `O(chunk_size * B)` memory instead of `O(b * B)`, in the backward pass too (each
+        block is recomputed there, about one extra `q @ d.T` of FLOPs); the result and
+        gradients equal the unchunked loss up to float32 summation order. None scores all
+        `b` rows at once.
 
     Returns:
       The mean over the global batch of `0.5 * (CE over rows + CE over columns)`, float32.
@@ -254,20 +327,19 @@ def symmetric_info_nce(
       >>> float(symmetric_info_nce(q, d, logit_scale=0.0))  # log(4): all equally likely
       1.386294...
     """
-    block = _score(
-        queries,
-        documents,
-        logit_scale,
-        axis_name,
-        negatives,
-        query_ids,
-        document_ids,
-        negative_ids,
+    rows, columns = _prepare(
+        queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids
     )
-    per_pair = _cross_entropy(block.rows, block.labels) + _cross_entropy(
-        block.columns, block.labels
-    )
-    return 0.5 * _psum(jnp.sum(per_pair), axis_name) / block.count
+    scale = jnp.asarray(logit_scale, jnp.float32)
+
+    def block_loss_sum(block: _Rows) -> jax.Array:
+        scored = _score(block, columns, scale)
+        per_pair = _cross_entropy(scored.rows, scored.labels)
+        per_pair += _cross_entropy(scored.columns, scored.labels)
+        return jnp.sum(per_pair)
+
+    total = _sum_over_row_blocks(block_loss_sum, rows, chunk_size)
+    return 0.5 * _psum(total, axis_name) / columns.count
 
 
 def contrastive_metrics(
@@ -280,12 +352,13 @@ def contrastive_metrics(
     query_ids: jax.Array | None = None,
     document_ids: jax.Array | None = None,
     negative_ids: jax.Array | None = None,
+    chunk_size: int | None = None,
 ) -> dict[str, jax.Array]:
     """Health metrics of a contrastive batch, global over devices like the loss.
 
-    Takes the arguments of `symmetric_info_nce` and scores the same (masked) logits. With
-    `R` the query->document logits (`[B, B + B*N]`, masked entries excluded) and `C` the
-    document->query logits (`[B, B]`):
+    Takes the arguments of `symmetric_info_nce` (`chunk_size` included) and scores the
+    same (masked) logits. With `R` the query->document logits (`[B, B + B*N]`, masked
+    entries excluded) and `C` the document->query logits (`[B, B]`):
 
         accuracy_q2d        = mean_i [argmax_j R[i, j] == i]
         accuracy_d2q        = mean_j [argmax_i C[j, i] == j]
@@ -303,31 +376,34 @@ def contrastive_metrics(
       >>> round(float(m["accuracy_q2d"]), 4), round(float(m["positive_logit_mean"]), 4)
       (0.3333, 3.3333)
     """
-    block = _score(
-        queries,
-        documents,
-        logit_scale,
-        axis_name,
-        negatives,
-        query_ids,
-        document_ids,
-        negative_ids,
+    rows, columns = _prepare(
+        queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids
     )
-    rows, labels = block.rows, block.labels
-    positive = jnp.take_along_axis(rows, labels[:, None], axis=1)[:, 0]
-    is_negative = (jnp.arange(rows.shape[1])[None, :] != labels[:, None]) & jnp.isfinite(rows)
-    sums = {
-        "accuracy_q2d": jnp.sum(jnp.argmax(rows, axis=1) == labels, dtype=jnp.float32),
-        "accuracy_d2q": jnp.sum(jnp.argmax(block.columns, axis=1) == labels, dtype=jnp.float32),
-        "positive_logit_sum": jnp.sum(positive),
-        "negative_logit_sum": jnp.sum(jnp.where(is_negative, rows, 0.0)),
-        "negative_count": jnp.sum(is_negative, dtype=jnp.float32),
-    }
+    scale = jnp.asarray(logit_scale, jnp.float32)
+
+    def block_sums(block: _Rows) -> dict[str, jax.Array]:
+        scored = _score(block, columns, scale)
+        logits, labels = scored.rows, scored.labels
+        positive = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+        is_negative = (jnp.arange(logits.shape[1])[None, :] != labels[:, None]) & jnp.isfinite(
+            logits
+        )
+        return {
+            "accuracy_q2d": jnp.sum(jnp.argmax(logits, axis=1) == labels, dtype=jnp.float32),
+            "accuracy_d2q": jnp.sum(
+                jnp.argmax(scored.columns, axis=1) == labels, dtype=jnp.float32
+            ),
+            "positive_logit_sum": jnp.sum(positive),
+            "negative_logit_sum": jnp.sum(jnp.where(is_negative, logits, 0.0)),
+            "negative_count": jnp.sum(is_negative, dtype=jnp.float32),
+        }
+
+    sums = _sum_over_row_blocks(block_sums, rows, chunk_size)
     sums = _psum(sums, axis_name)
     return {
-        "accuracy_q2d": sums["accuracy_q2d"] / block.count,
-        "accuracy_d2q": sums["accuracy_d2q"] / block.count,
-        "positive_logit_mean": sums["positive_logit_sum"] / block.count,
+        "accuracy_q2d": sums["accuracy_q2d"] / columns.count,
+        "accuracy_d2q": sums["accuracy_d2q"] / columns.count,
+        "positive_logit_mean": sums["positive_logit_sum"] / columns.count,
         "negative_logit_mean": sums["negative_logit_sum"] / jnp.maximum(sums["negative_count"], 1),
         "logit_scale": jnp.asarray(logit_scale, jnp.float32),
     }
@@ -338,11 +414,14 @@ def _batch_axes_tuple(batch_axes: str | Sequence[str]) -> tuple[str, ...]:
     return (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes)
 
 
-def _on_mesh(fn: Callable, queries, documents, logit_scale, mesh: Mesh, batch_axes, options):
+def _on_mesh(
+    fn: Callable, queries, documents, logit_scale, mesh: Mesh, batch_axes, chunk_size, options
+):
     """Runs `fn(..., axis_name=batch_axes)` under `jax.shard_map`, batch split on `batch_axes`.
 
     Embeddings, negatives and ids are split along their leading (batch) dimension over
-    `batch_axes`, replicated over the other mesh axes; `logit_scale` is replicated.
+    `batch_axes`, replicated over the other mesh axes; `logit_scale` is replicated;
+    `chunk_size` (rows per device per block) is static.
     """
     batch_axes = _batch_axes_tuple(batch_axes)
     missing = set(batch_axes) - set(mesh.axis_names)
@@ -352,7 +431,7 @@ def _on_mesh(fn: Callable, queries, documents, logit_scale, mesh: Mesh, batch_ax
     options = {k: v for k, v in options.items() if v is not None}
 
     def local(q, d, scale, opts):
-        return fn(q, d, logit_scale=scale, axis_name=batch_axes, **opts)
+        return fn(q, d, logit_scale=scale, axis_name=batch_axes, chunk_size=chunk_size, **opts)
 
     return jax.shard_map(
         local,
@@ -370,6 +449,7 @@ def sharded_symmetric_info_nce(
     logit_scale: jax.Array | float,
     mesh: Mesh,
     batch_axes: str | Sequence[str] = ("data",),
+    chunk_size: int | None = None,
     **options,
 ) -> jax.Array:
     """`symmetric_info_nce` of global `[B, d]` arrays whose batch is split over `batch_axes`.
@@ -387,6 +467,8 @@ def sharded_symmetric_info_nce(
       logit_scale: replicated scalar scale.
       mesh: the device mesh.
       batch_axes: the mesh axis name (or names, major to minor) the batch is split over.
+      chunk_size: optional rows per device scored at a time (see `symmetric_info_nce`):
+        each device's logits memory is then `O(chunk_size * B)`.
       **options: `negatives`, `query_ids`, `document_ids`, `negative_ids` of
         `symmetric_info_nce`, global and batch-major like the embeddings.
 
@@ -396,7 +478,9 @@ def sharded_symmetric_info_nce(
       >>> float(sharded_symmetric_info_nce(q, d, logit_scale=0.0, mesh=mesh))
       1.386294...
     """
-    return _on_mesh(symmetric_info_nce, queries, documents, logit_scale, mesh, batch_axes, options)
+    return _on_mesh(
+        symmetric_info_nce, queries, documents, logit_scale, mesh, batch_axes, chunk_size, options
+    )
 
 
 def sharded_contrastive_metrics(
@@ -406,6 +490,7 @@ def sharded_contrastive_metrics(
     logit_scale: jax.Array | float,
     mesh: Mesh,
     batch_axes: str | Sequence[str] = ("data",),
+    chunk_size: int | None = None,
     **options,
 ) -> dict[str, jax.Array]:
     """`contrastive_metrics` of global arrays whose batch is split over `batch_axes`.
@@ -419,4 +504,6 @@ def sharded_contrastive_metrics(
       >>> float(m["accuracy_q2d"]), float(m["negative_logit_mean"])
       (1.0, 0.0)
     """
-    return _on_mesh(contrastive_metrics, queries, documents, logit_scale, mesh, batch_axes, options)
+    return _on_mesh(
+        contrastive_metrics, queries, documents, logit_scale, mesh, batch_axes, chunk_size, options
+    )

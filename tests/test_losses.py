@@ -301,13 +301,14 @@ def test_hard_negative_columns_sit_at_b_plus_example_times_n_plus_m():
     q, d, s, negatives = make_inputs(seed=5, with_negatives=True)
     negatives = negatives.copy()
     negatives[:, 1] = q
-    block = losses._score(q, d, s, None, negatives)
+    score = lambda q, d, axis, n: losses._score(*losses._prepare(q, d, axis, n), s)
+    block = score(q, d, None, negatives)
     expected = B + np.arange(B) * N_NEG + 1
     np.testing.assert_array_equal(np.argmax(np.asarray(block.rows), axis=1), expected)
     mesh = mesh_of((4,), ("data",))
     argmax = jax.jit(
         jax.shard_map(
-            lambda q, d, n: jnp.argmax(losses._score(q, d, s, "data", n).rows, axis=1),
+            lambda q, d, n: jnp.argmax(score(q, d, "data", n).rows, axis=1),
             mesh=mesh,
             in_specs=P("data"),
             out_specs=P("data"),
@@ -496,6 +497,84 @@ def test_metrics_on_random_data_match_numpy_on_a_4x2_mesh():
     )(q, d)
     for name, value in expected.items():
         np.testing.assert_allclose(float(got[name]), value, rtol=RTOL, atol=1e-6, err_msg=name)
+
+
+# -- row chunking -----------------------------------------------------------------------------------
+def chunked(fn, chunk_size):
+    return lambda q, d, **kw: fn(q, d, chunk_size=chunk_size, **kw)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 4, 16])
+def test_chunked_loss_matches_reference_with_negatives_and_ids(chunk_size):
+    """Chunks that divide the rows (4, 16), leave a remainder (3) and are single rows (1)."""
+    q, d, s, negatives = make_inputs(seed=21, with_negatives=True)
+    ids = np.arange(B, dtype=np.int32) % 11  # rows 0-4 share ids with rows 11-15
+    negative_ids = np.tile(ids[:, None], (1, N_NEG))[::-1].copy()
+    options = dict(query_ids=ids, document_ids=ids, negative_ids=negative_ids)
+    assert_matches_reference(
+        chunked(losses.symmetric_info_nce, chunk_size), q, d, s, negatives, **options
+    )
+
+
+@pytest.mark.parametrize(
+    "shape,names,batch_axes",
+    [((4,), ("data",), "data"), ((2, 2), ("data", "fsdp"), ("data", "fsdp"))],
+)
+def test_chunked_loss_on_devices_matches_reference(shape, names, batch_axes):
+    q, d, s, negatives = make_inputs(seed=22, with_negatives=True)
+    ids = np.arange(B, dtype=np.int32) % 5
+    mesh = mesh_of(shape, names)
+    for chunk_size in (1, 3):  # 4 local rows per device: whole blocks and a remainder
+        fn = chunked(losses.sharded_symmetric_info_nce, chunk_size)
+        loss_fn = lambda q, d, fn=fn, **kw: fn(q, d, mesh=mesh, batch_axes=batch_axes, **kw)
+        assert_matches_reference(loss_fn, q, d, s, negatives, query_ids=ids, document_ids=ids)
+        raw = chunked(losses.symmetric_info_nce, chunk_size)
+        assert_matches_reference(shard_mapped(mesh, batch_axes, raw), q, d, s, negatives)
+
+
+def test_chunked_metrics_equal_unchunked():
+    q, d, s, negatives = make_inputs(seed=23, with_negatives=True)
+    d = d.copy()
+    d[[0, 5]] = d[[5, 0]]
+    ids = np.arange(B, dtype=np.int32) % 7
+    options = dict(negatives=negatives, query_ids=ids, document_ids=ids)
+    whole = losses.contrastive_metrics(q, d, logit_scale=s, **options)
+    mesh = mesh_of((4,), ("data",))
+    for got in (
+        losses.contrastive_metrics(q, d, logit_scale=s, chunk_size=3, **options),
+        jax.jit(
+            lambda q, d, o: losses.sharded_contrastive_metrics(
+                q, d, logit_scale=s, mesh=mesh, chunk_size=2, **o
+            )
+        )(q, d, options),
+    ):
+        for name, value in whole.items():
+            np.testing.assert_allclose(float(got[name]), float(value), rtol=1e-6, err_msg=name)
+    assert float(whole["accuracy_q2d"]) < 1.0
+
+
+def test_chunking_bounds_the_memory_of_loss_and_gradient():
+    """XLA's own accounting of the compiled value_and_grad: unchunked temporaries grow as B^2
+    (several [B, B] float32 logit matrices), chunked ones as chunk_size * B."""
+
+    def temp_bytes(b, chunk_size):
+        q = jax.ShapeDtypeStruct((b, 64), jnp.float32)
+        f = lambda q, d: losses.symmetric_info_nce(q, d, logit_scale=10.0, chunk_size=chunk_size)
+        compiled = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(q, q).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    whole = {b: temp_bytes(b, None) for b in (2048, 4096)}
+    chunked_bytes = {b: temp_bytes(b, 128) for b in (2048, 4096)}
+    assert whole[4096] >= 4096 * 4096 * 4, whole
+    assert whole[4096] / whole[2048] > 3.5, whole  # quadratic
+    assert chunked_bytes[4096] / chunked_bytes[2048] < 2.5, chunked_bytes  # linear
+    assert chunked_bytes[4096] < whole[4096] / 8, (chunked_bytes, whole)
+
+
+def test_bad_chunk_size_is_named():
+    q, d, s, _ = make_inputs()
+    with pytest.raises(ValueError, match="chunk_size"):
+        losses.symmetric_info_nce(q, d, logit_scale=s, chunk_size=0)
 
 
 # -- packaging -------------------------------------------------------------------------------------
