@@ -144,6 +144,7 @@ def train(
     checkpoint_every_steps: int = 200,
     keep_checkpoints: int = 3,
     progress_bar: bool = True,
+    grad_cache_chunk_size: int | None = None,
 ) -> training.TrainState:
     """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
 
@@ -155,6 +156,9 @@ def train(
       data: the training pairs.
       model_config, loss_config: default to the gin-bound `EncoderConfig()` / `LossConfig()`.
       seed: parameter initialisation and dropout seed.
+      grad_cache_chunk_size: pairs per encoder pass with gradient caching (None: the whole
+        batch at once). Same loss and gradients, activation memory of one chunk: the way
+        to a batch far larger than memory allows (`Trainer.grad_cache_chunk_size`).
 
     Returns:
       The final train state.
@@ -198,6 +202,7 @@ def train(
         mesh=mesh,
         rules=rules,
         dropout_seed=seed,
+        grad_cache_chunk_size=grad_cache_chunk_size,
     )
 
     # State: resume from the latest checkpoint, else initialise.

@@ -45,12 +45,16 @@ class LossConfig:
       max_logit_scale: clamp on the scale (CLIP uses 100).
       learn_logit_scale: False freezes the temperature at `initial_logit_scale`.
       mask_duplicates: mask in-batch negatives whose text equals the positive's (by id).
+      chunk_size: score the loss this many rows per device at a time, so the logits take
+        `O(chunk_size * global_batch)` memory (see `losses.symmetric_info_nce`); None
+        scores all local rows at once. The result is the same either way.
     """
 
     initial_logit_scale: float = 1.0 / 0.07
     max_logit_scale: float = 100.0
     learn_logit_scale: bool = True
     mask_duplicates: bool = True
+    chunk_size: int | None = None
 
 
 @gin.configurable
@@ -98,6 +102,11 @@ class Trainer:
       mesh: a `('data', 'fsdp', 'model')` mesh (see `partitioning.make_mesh`).
       rules: the logical-axis rules table (see `partitioning.logical_axis_rules`).
       dropout_seed: base of the per-step dropout keys, `fold_in(key(seed), step)`.
+      grad_cache_chunk_size: None for the plain step; otherwise gradient caching
+        (GradCache, Gao et al. 2021) with this many pairs (global, over all devices) per
+        encoder pass, so activation memory is that of a `grad_cache_chunk_size` batch
+        whatever the global batch. Must divide the global batch and be a multiple of the
+        number of batch shards. Loss and gradients equal the plain step's.
     """
 
     model_config: EncoderConfig
@@ -106,6 +115,7 @@ class Trainer:
     mesh: Mesh
     rules: partitioning.LogicalRules
     dropout_seed: int = 0
+    grad_cache_chunk_size: int | None = None
 
     def __post_init__(self):
         self.model = Encoder(self.model_config)
@@ -141,12 +151,23 @@ class Trainer:
             return init(jax.random.key(seed))
 
     # -- step ----------------------------------------------------------------------------
-    def encode(self, encoder_params: PyTree, tokens: jax.Array, dropout_key=None) -> jax.Array:
-        """`[b, L]` tokens -> `[b, D]` unit-norm embeddings (dropout when a key is given)."""
+    def encode(
+        self, encoder_params: PyTree, tokens: jax.Array, dropout_key=None, example_ids=None
+    ) -> jax.Array:
+        """`[b, L]` tokens -> `[b, D]` unit-norm embeddings (dropout when a key is given).
+
+        `example_ids [b]` seed each row's dropout masks (see `models.transformer.Dropout`):
+        the train step passes each pair's global row index, so masks do not depend on how
+        the batch is chunked or sharded.
+        """
         rngs = None if dropout_key is None else {"dropout": dropout_key}
         with nn.logical_axis_rules(self.rules):
             return self.model.apply(
-                {"params": encoder_params}, tokens, deterministic=dropout_key is None, rngs=rngs
+                {"params": encoder_params},
+                tokens,
+                deterministic=dropout_key is None,
+                example_ids=example_ids,
+                rngs=rngs,
             )
 
     def _loss_options(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -161,25 +182,124 @@ class Trainer:
             trainable=self.loss_config.learn_logit_scale,
         )
 
+    def _loss(self, queries, documents, log_scale, batch) -> jax.Array:
+        """The global loss of embedded pairs (the scale is a function of `log_scale`)."""
+        return losses.sharded_symmetric_info_nce(
+            queries,
+            documents,
+            logit_scale=self.logit_scale({"log_scale": log_scale}),
+            mesh=self.mesh,
+            batch_axes=partitioning.BATCH_AXES,
+            chunk_size=self.loss_config.chunk_size,
+            **self._loss_options(batch),
+        )
+
+    def _row_ids(self, batch_size: int) -> jax.Array:
+        """The global row index of every pair, sharded like the batch (seeds dropout)."""
+        ids = jnp.arange(batch_size, dtype=jnp.int32)
+        return jax.lax.with_sharding_constraint(ids, partitioning.batch_sharding(self.mesh))
+
     def loss_and_embeddings(self, params, batch, dropout_key):
         """Global symmetric InfoNCE of a batch; also returns both sides' embeddings."""
         query_key, document_key = jax.random.split(dropout_key)
-        queries = self.encode(params["encoder"], batch["queries"], query_key)
-        documents = self.encode(params["encoder"], batch["documents"], document_key)
-        loss = losses.sharded_symmetric_info_nce(
-            queries,
-            documents,
-            logit_scale=self.logit_scale(params),
-            mesh=self.mesh,
-            batch_axes=partitioning.BATCH_AXES,
-            **self._loss_options(batch),
-        )
+        ids = self._row_ids(batch["queries"].shape[0])
+        queries = self.encode(params["encoder"], batch["queries"], query_key, ids)
+        documents = self.encode(params["encoder"], batch["documents"], document_key, ids)
+        loss = self._loss(queries, documents, params["log_scale"], batch)
         return loss, (queries, documents)
+
+    def loss_and_grads(self, params, batch, dropout_key):
+        """`(loss, (queries, documents), grads)` of a batch, plain or gradient-cached.
+
+        Both give the same loss and gradients (up to float32 summation order): the
+        cached form only changes how much of the batch is in memory at once.
+        """
+        if self.grad_cache_chunk_size is None:
+            grad_fn = jax.value_and_grad(self.loss_and_embeddings, has_aux=True)
+            (loss, embeddings), grads = grad_fn(params, batch, dropout_key)
+            return loss, embeddings, grads
+        return self._grad_cached_loss_and_grads(params, batch, dropout_key)
+
+    # -- gradient caching ------------------------------------------------------------------
+    def _to_chunks(self, x: jax.Array) -> jax.Array:
+        """`[B, ...]` split over n batch shards -> `[c, chunk, ...]`, every chunk spread
+        evenly over all n shards (its rows are each shard's next `chunk / n` local rows).
+
+        Shard i holds rows `[i*b, (i+1)*b)`; chunk j takes rows `i*b + j*k + [0, k)` of
+        every shard i (`k = chunk / n`), so the reshapes move no data between devices.
+        """
+        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
+        k, rest = chunk // n, x.shape[1:]
+        x = x.reshape(n, -1, k, *rest).swapaxes(0, 1).reshape(-1, chunk, *rest)
+        spec = jax.sharding.PartitionSpec(None, partitioning.BATCH_AXES)
+        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(self.mesh, spec))
+
+    def _from_chunks(self, x: jax.Array) -> jax.Array:
+        """The inverse of `_to_chunks`: `[c, chunk, ...]` -> `[B, ...]`."""
+        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
+        rest = x.shape[2:]
+        x = x.reshape(x.shape[0], n, chunk // n, *rest).swapaxes(0, 1).reshape(-1, *rest)
+        return jax.lax.with_sharding_constraint(x, partitioning.batch_sharding(self.mesh))
+
+    def _check_grad_cache_chunk(self, batch_size: int) -> None:
+        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
+        if chunk <= 0 or chunk % n or batch_size % chunk:
+            raise ValueError(
+                f"grad_cache_chunk_size={chunk} must be a positive multiple of the {n} batch "
+                f"shards that divides the global batch of {batch_size}"
+            )
+
+    def _grad_cached_loss_and_grads(self, params, batch, dropout_key):
+        """GradCache: embed without activations, differentiate the loss w.r.t. the
+        embeddings, then re-encode chunk by chunk and backpropagate the cached gradients.
+
+        Dropout masks depend only on (key, row id), so the second pass replays the first's.
+        """
+        batch_size = batch["queries"].shape[0]
+        self._check_grad_cache_chunk(batch_size)
+        encoder_params = params["encoder"]
+        id_chunks = self._to_chunks(self._row_ids(batch_size))
+        query_key, document_key = jax.random.split(dropout_key)
+        sides = [
+            (self._to_chunks(batch["queries"]), query_key),
+            (self._to_chunks(batch["documents"]), document_key),
+        ]
+
+        # 1. Embeddings of the whole batch, one chunk alive at a time, nothing kept for grad.
+        def embed(token_chunks, key):
+            def encode_chunk(_, chunk):
+                tokens, ids = chunk
+                return None, self.encode(encoder_params, tokens, key, ids)
+
+            _, embeddings = jax.lax.scan(encode_chunk, None, (token_chunks, id_chunks))
+            return self._from_chunks(embeddings)
+
+        queries, documents = (embed(tokens, key) for tokens, key in sides)
+
+        # 2. The loss and its gradient w.r.t. the embeddings (and the temperature).
+        loss, (query_grads, document_grads, log_scale_grad) = jax.value_and_grad(
+            self._loss, argnums=(0, 1, 2)
+        )(queries, documents, params["log_scale"], batch)
+
+        # 3. Re-encode each chunk and pull its cached embedding gradient back to parameters.
+        def backprop(total, token_chunks, key, cotangents):
+            def backprop_chunk(total, chunk):
+                tokens, ids, cotangent = chunk
+                _, pullback = jax.vjp(lambda p: self.encode(p, tokens, key, ids), encoder_params)
+                return jax.tree.map(jnp.add, total, pullback(cotangent)[0]), None
+
+            chunks = (token_chunks, id_chunks, self._to_chunks(cotangents))
+            return jax.lax.scan(backprop_chunk, total, chunks)[0]
+
+        grads = jax.tree.map(jnp.zeros_like, encoder_params)
+        for (token_chunks, key), cotangents in zip(sides, (query_grads, document_grads)):
+            grads = backprop(grads, token_chunks, key, cotangents)
+        grads = {"encoder": grads, "log_scale": log_scale_grad}
+        return loss, (queries, documents), grads
 
     def _train_step(self, state: TrainState, batch: dict[str, jax.Array]):
         dropout_key = jax.random.fold_in(jax.random.key(self.dropout_seed), state.step)
-        grad_fn = jax.value_and_grad(self.loss_and_embeddings, has_aux=True)
-        (loss, (queries, documents)), grads = grad_fn(state.params, batch, dropout_key)
+        loss, (queries, documents), grads = self.loss_and_grads(state.params, batch, dropout_key)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = losses.sharded_contrastive_metrics(
@@ -188,6 +308,7 @@ class Trainer:
             logit_scale=self.logit_scale(state.params),
             mesh=self.mesh,
             batch_axes=partitioning.BATCH_AXES,
+            chunk_size=self.loss_config.chunk_size,
             **self._loss_options(batch),
         )
         metrics.update(

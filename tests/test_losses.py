@@ -499,7 +499,7 @@ def test_metrics_on_random_data_match_numpy_on_a_4x2_mesh():
         np.testing.assert_allclose(float(got[name]), value, rtol=RTOL, atol=1e-6, err_msg=name)
 
 
-# -- row chunking -----------------------------------------------------------------------------------
+# -- row chunking ------------------------------------------------------------------------------
 def chunked(fn, chunk_size):
     return lambda q, d, **kw: fn(q, d, chunk_size=chunk_size, **kw)
 

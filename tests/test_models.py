@@ -284,6 +284,38 @@ def test_dropout_and_remat():
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
+@CONFIGS
+def test_dropout_masks_follow_example_ids_not_batch_composition(config):
+    """Row i's masks depend only on (key, example_ids[i]): a batch encoded whole equals its
+    halves encoded apart with the same ids (what gradient caching relies on), and a row's
+    output changes when its id does."""
+    config = EncoderConfig(**{**config.to_dict(), "dropout_rate": 0.3})
+    params = init(config)
+    tokens = tokens_with_padding([10, 7, 16, 3, 12, 9], 16, seed=8)
+    ids = jnp.array([5, 0, 11, 2, 7, 40])
+
+    @jax.jit
+    def run(tokens, ids):
+        return Encoder(config).apply(
+            {"params": params},
+            tokens,
+            deterministic=False,
+            example_ids=ids,
+            rngs={"dropout": jax.random.key(4)},
+        )
+
+    whole = np.asarray(run(tokens, ids))
+    halves = np.concatenate([np.asarray(run(tokens[i : i + 3], ids[i : i + 3])) for i in (0, 3)])
+    np.testing.assert_allclose(halves, whole, rtol=1e-6, atol=1e-6)
+    reversed_rows = np.asarray(run(tokens[::-1], ids[::-1]))[::-1]
+    np.testing.assert_allclose(reversed_rows, whole, rtol=1e-6, atol=1e-6)
+    other_ids = np.asarray(run(tokens, ids + 1))
+    assert not np.allclose(other_ids, whole, atol=1e-3)
+    # Identical texts under different ids get different masks: dropout noise per example.
+    same = np.asarray(run(jnp.tile(tokens[:1], (2, 1)), ids[:2]))
+    assert not np.allclose(same[0], same[1], atol=1e-3)
+
+
 def test_bfloat16_activations_keep_float32_params_and_outputs():
     config = EncoderConfig(**{**CAUSAL.to_dict(), "dtype": "bfloat16"})
     params = init(config)

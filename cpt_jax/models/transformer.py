@@ -84,11 +84,32 @@ def layer_norm(eps: float, dtype, name: str) -> nn.LayerNorm:
     )
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose mask for each example depends only on (rng, layer, example id).
+
+    `nn.Dropout` draws one mask for the whole `[b, ...]` array, so an example's mask changes
+    with the batch it sits in. Here row i's mask comes from `fold_in(layer_key, ids[i])`:
+    encoding a batch in chunks (gradient caching), or on another mesh, replays exactly the
+    masks of encoding it whole.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, example_ids: jax.Array, *, deterministic: bool):
+        if deterministic or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(self.make_rng("dropout"), example_ids)
+        mask = jax.vmap(lambda key: jax.random.bernoulli(key, keep, x.shape[1:]))(keys)
+        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
 class Attention(nn.Module):
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, x, attention_bias, *, deterministic: bool):
+    def __call__(self, x, attention_bias, example_ids, *, deterministic: bool):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         kernel = nn.initializers.normal(0.02)
@@ -114,7 +135,7 @@ class Attention(nn.Module):
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
         scores = scores / np.sqrt(c.head_dim) + attention_bias
         probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-        probs = nn.Dropout(c.dropout_rate)(probs, deterministic=deterministic)
+        probs = Dropout(c.dropout_rate)(probs, example_ids, deterministic=deterministic)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
         context = nn.with_logical_constraint(context, ("batch", "length", "heads", "kv"))
         p = dense("out", (*heads, c.d_model), ("heads", "kv", "embed"), (c.d_model,), ("embed",))
@@ -156,19 +177,20 @@ class Block(nn.Module):
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, x, attention_bias, deterministic: bool):
+    def __call__(self, x, attention_bias, example_ids, deterministic: bool):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         attention = Attention(c, name="attention")
         mlp = Mlp(c, name="mlp")
         attention_norm = layer_norm(c.layer_norm_eps, dtype, name="attention_norm")
         mlp_norm = layer_norm(c.layer_norm_eps, dtype, name="mlp_norm")
-        drop = lambda y: nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
+        drop = lambda y: Dropout(c.dropout_rate)(y, example_ids, deterministic=deterministic)
+        attend = lambda y: attention(y, attention_bias, example_ids, deterministic=deterministic)
         if c.layer_norm == "pre":
-            x = x + drop(attention(attention_norm(x), attention_bias, deterministic=deterministic))
+            x = x + drop(attend(attention_norm(x)))
             x = x + drop(mlp(mlp_norm(x), deterministic=deterministic))
         else:
-            x = attention_norm(x + drop(attention(x, attention_bias, deterministic=deterministic)))
+            x = attention_norm(x + drop(attend(x)))
             x = mlp_norm(x + drop(mlp(x, deterministic=deterministic)))
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
@@ -193,12 +215,21 @@ class Encoder(nn.Module):
       embeddings = model.apply({"params": params}, tokens)              # deterministic
       embeddings = model.apply({"params": params}, tokens, deterministic=False,
                                rngs={"dropout": key})                   # with dropout
+    With dropout, example i's masks depend only on the key and `example_ids[i]`
+    (see `Dropout`), not on which other examples share its batch.
     """
 
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, *, deterministic: bool = True) -> jax.Array:
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        deterministic: bool = True,
+        example_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """`example_ids [b]` (default `arange(b)`) seed each example's dropout masks."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
         length = tokens.shape[1]
@@ -223,7 +254,9 @@ class Encoder(nn.Module):
             )
             x = x + token_type_embedding[0]
             x = layer_norm(c.layer_norm_eps, dtype, name="embedding_norm")(x)
-        x = nn.Dropout(c.dropout_rate)(x.astype(dtype), deterministic=deterministic)
+        if example_ids is None:
+            example_ids = jnp.arange(tokens.shape[0])
+        x = Dropout(c.dropout_rate)(x.astype(dtype), example_ids, deterministic=deterministic)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
         allowed = mask[:, None, None, :]
@@ -231,9 +264,9 @@ class Encoder(nn.Module):
             allowed = allowed & jnp.tril(jnp.ones((length, length), bool))[None, None]
         attention_bias = jnp.where(allowed, 0.0, _MASK_VALUE).astype(jnp.float32)
 
-        block = nn.remat(Block, static_argnums=(3,)) if c.remat else Block
+        block = nn.remat(Block, static_argnums=(4,)) if c.remat else Block
         for i in range(c.num_layers):
-            x = block(c, name=f"layer_{i}")(x, attention_bias, deterministic)
+            x = block(c, name=f"layer_{i}")(x, attention_bias, example_ids, deterministic)
         if c.layer_norm == "pre":
             x = layer_norm(c.layer_norm_eps, dtype, name="final_norm")(x)
 
