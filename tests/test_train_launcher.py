@@ -2,9 +2,10 @@
 
 import json
 
+import gin
 import pytest
 
-from cpt_jax import train
+from cpt_jax import partitioning, train
 
 
 def test_t5x_style_arguments_become_gin_bindings():
@@ -38,3 +39,21 @@ def test_resumed_metrics_log_drops_steps_past_the_checkpoint(tmp_path):
     writer.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["step"], r["loss"]) for r in records] == [(2, 1.0), (4, 1.0), (6, 0.5)]
+
+
+@pytest.mark.parametrize(
+    "name,mesh_shape,rules",
+    [
+        ("data_parallel", {"data": 8, "fsdp": 1, "model": 1}, "data_parallel"),
+        ("fsdp", {"data": 1, "fsdp": 8, "model": 1}, "fsdp"),
+        ("tensor_parallel", {"data": 4, "fsdp": 1, "model": 2}, "data_parallel"),
+    ],
+)
+def test_sharding_gin_files_select_mesh_and_rules(name, mesh_shape, rules):
+    gin.clear_config()
+    try:
+        train.parse_gin([f"sharding/{name}.gin"], [])
+        assert dict(partitioning.make_mesh().shape) == mesh_shape
+        assert partitioning.logical_axis_rules() == partitioning.logical_axis_rules(rules)
+    finally:
+        gin.clear_config()

@@ -89,19 +89,64 @@ def test_losses_equal_on_one_device_and_on_meshes():
     assert reference[-1] < reference[0] or np.isfinite(reference).all()
 
 
-def test_parameters_land_with_the_intended_shardings():
-    mesh = partitioning.make_mesh(data=2, fsdp=2, model=2)
-    trainer = make_trainer(mesh, parameter_sharding="fsdp")
-    state = trainer.init_state(seed=0)
-    flat = jax.tree_util.tree_flatten_with_path(state.params["encoder"])[0]
-    specs = {jax.tree_util.keystr(path): leaf.sharding.spec for path, leaf in flat}
-    mlp_in = [s for p, s in specs.items() if "mlp" in p.lower() and len(s) == 2]
-    assert any("model" in tuple(s) for s in specs.values()), specs
-    assert any("fsdp" in tuple(s) for s in specs.values()), specs
-    assert mlp_in, specs
-    # The optimizer's moments mirror the parameters' shardings.
+# Expected specs of a few parameters of each kind: (parameter path, mesh, rules) -> spec.
+R = None  # a replicated dimension
+LANDING = {
+    "data_parallel": (
+        dict(data=8),
+        {
+            "layer_0/attention/query_kernel": (R, R, R),
+            "layer_0/mlp/wi/kernel": (R, R),
+            "token_embedding": (R, R),
+            "layer_0/attention_norm/scale": (R,),
+        },
+    ),
+    "tensor_parallel": (
+        dict(data=4, model=2),
+        {
+            "layer_0/attention/query_kernel": (R, "model", R),
+            "layer_0/attention/query_bias": ("model", R),
+            "layer_0/attention/out_kernel": ("model", R, R),
+            "layer_0/mlp/wi/kernel": (R, "model"),
+            "layer_0/mlp/wo/kernel": ("model", R),
+            "token_embedding": ("model", R),
+            "layer_0/attention_norm/scale": (R,),
+        },
+    ),
+    "fsdp": (
+        dict(data=2, fsdp=2, model=2),
+        {
+            "layer_0/attention/query_kernel": ("fsdp", "model", R),
+            "layer_0/attention/out_kernel": ("model", R, "fsdp"),
+            "layer_0/mlp/wi/kernel": ("fsdp", "model"),
+            "layer_0/mlp/wo/kernel": ("model", "fsdp"),
+            "token_embedding": ("model", "fsdp"),
+            "position_embedding": (R, "fsdp"),
+            "layer_0/attention_norm/scale": ("fsdp",),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", list(LANDING))
+def test_parameters_and_optimizer_state_land_with_the_intended_shardings(mode):
+    shape, expected = LANDING[mode]
+    mesh = partitioning.make_mesh(**shape)
+    rules = "fsdp" if mode == "fsdp" else "data_parallel"
+    state = make_trainer(mesh, parameter_sharding=rules).init_state(seed=0)
+    params = state.params["encoder"]
+    for path, spec in expected.items():
+        leaf = params
+        for key in path.split("/"):
+            leaf = leaf[key]
+        want = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+        assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (path, leaf.sharding.spec, spec)
+        # Each device holds exactly its share of the parameter.
+        divisor = int(np.prod([mesh.shape[a] for a in spec if a is not None]))
+        assert leaf.addressable_shards[0].data.size * divisor == leaf.size, path
+    # Adam's moments mirror the parameters' shardings (FSDP shards optimizer state too).
     mu = state.opt_state[1][0].mu["encoder"]
-    for p, m in zip(jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(mu)):
+    for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mu)):
         assert m.sharding.is_equivalent_to(p.sharding, p.ndim)
 
 
