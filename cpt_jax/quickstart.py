@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary_path = build_data(args.data_dir, args.vocab_size)
     data_seconds = time.perf_counter() - start
 
-    _, bindings, _ = train_lib.parse_args(["--gin_file", args.gin_file, *overrides])
+    bindings = train_lib.parse_args(["--gin_file", args.gin_file, *overrides]).gin_bindings
     bindings = [
         f"MODEL_DIR = {args.model_dir!r}",
         f"DATA_DIR = {args.data_dir!r}",

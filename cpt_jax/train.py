@@ -26,11 +26,12 @@ import json
 import logging
 import sys
 import time
+from typing import NamedTuple
 
 import gin
 import jax
 
-from cpt_jax import checkpoints, files, partitioning, training
+from cpt_jax import checkpoints, files, multihost, partitioning, training
 from cpt_jax.models import EncoderConfig
 from cpt_jax.tokenization import DELIMITERS, PairTokenizer
 
@@ -229,13 +230,14 @@ def train(
             os.path.join(model_dir, "config.gin"), gin.operative_config_str().encode()
         )
 
-    # Data: this host reads its own shard of every global batch.
-    per_host_batch = batch_size // jax.process_count()
+    # Data: this host reads the rows of every global batch that its devices hold.
+    first_row, end_row = multihost.host_batch_rows(mesh, batch_size)
+    per_host_batch = end_row - first_row
     batches = data.batches(
         batch_size=per_host_batch,
         start_step=start_step,
-        shard_index=jax.process_index(),
-        num_shards=jax.process_count(),
+        shard_index=first_row // per_host_batch,
+        num_shards=batch_size // per_host_batch,
     )
 
     # Loop.
@@ -286,10 +288,23 @@ def _progress_bar(start: int, total: int, enabled: bool):
 
 
 # -- command line -------------------------------------------------------------------------
-def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """Splits t5x-style arguments into (gin files, gin bindings, search paths).
+class LaunchArgs(NamedTuple):
+    """The parsed command line: gin files, bindings and search paths, and the multi-process
+    options (None for a single process)."""
+
+    gin_files: list[str]
+    gin_bindings: list[str]
+    gin_search_paths: list[str]
+    distributed: multihost.DistributedOptions | None
+
+
+def parse_args(argv: list[str], environ=os.environ) -> LaunchArgs:
+    """Parses t5x-style arguments.
 
     `--gin.KEY=VALUE` becomes the binding `KEY = VALUE`; `--gin_bindings=...` is taken as is.
+    `--coordinator_address`, `--process_count` and `--process_index` (or the environment
+    variables `COORDINATOR_ADDRESS`, `PROCESS_COUNT`, `PROCESS_INDEX`) join a multi-process
+    job; all three or none.
     """
     gin_args = [a for a in argv if a.startswith("--gin.")]
     parser = argparse.ArgumentParser(
@@ -302,6 +317,19 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     parser.add_argument(
         "--gin_search_paths", action="append", default=[], help="extra include dirs"
     )
+    group = parser.add_argument_group("multi-process jobs (one process per host)")
+    group.add_argument("--coordinator_address", help="host:port of process 0")
+    group.add_argument("--process_count", type=int, help="number of processes")
+    group.add_argument("--process_index", type=int, help="this process's index")
+    group.add_argument(
+        "--initialization_timeout", type=int, default=300, help="seconds to wait for all peers"
+    )
+    group.add_argument(
+        "--heartbeat_timeout",
+        type=int,
+        default=100,
+        help="seconds after which a silent peer is declared dead and the job stops",
+    )
     args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
     bindings = list(args.gin_bindings)
     for arg in gin_args:
@@ -311,7 +339,18 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
         bindings.append(f"{key} = {value}")
     if not args.gin_file:
         raise SystemExit("error: at least one --gin_file is required")
-    return args.gin_file, bindings, args.gin_search_paths
+    try:
+        distributed = multihost.options_from(
+            args.coordinator_address,
+            args.process_count,
+            args.process_index,
+            environ=environ,
+            initialization_timeout_s=args.initialization_timeout,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+        )
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return LaunchArgs(args.gin_file, bindings, args.gin_search_paths, distributed)
 
 
 def parse_gin(gin_files: list[str], bindings: list[str], search_paths: list[str] = ()) -> None:
@@ -360,8 +399,10 @@ def _make_gin_resource_lookup_tolerant() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    gin_files, bindings, search_paths = parse_args(sys.argv[1:] if argv is None else argv)
-    parse_gin(gin_files, bindings, search_paths)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Before anything touches a device: every host's devices join one job.
+    multihost.initialize(args.distributed)
+    parse_gin(args.gin_files, args.gin_bindings, args.gin_search_paths)
     state = train()
     if jax.process_index() == 0:
         print(f"Finished at step {int(jax.device_get(state.step))}.", flush=True)

@@ -287,13 +287,23 @@ def test_empty_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_cor
     tasks.register_code_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
 
 
-def test_shards_are_disjoint_and_cover_the_split(task):
-    ids = lambda batches: [int(i) for b in batches for i in b["document_ids"]]
-    whole = ids(one_epoch(batch_size=1))
-    shard0, shard1 = ids(one_epoch(0, 2, batch_size=1)), ids(one_epoch(1, 2, batch_size=1))
-    assert not set(shard0) & set(shard1)
-    assert sorted(shard0 + shard1) == sorted(whole)
-    assert abs(len(shard0) - len(shard1)) <= 1
+def test_host_shards_concatenate_to_the_same_global_batches(task):
+    """2 or 4 hosts' slices, concatenated in shard order, are the 1-host global batches:
+    re-sharding a run changes who reads a row, not what each step trains on."""
+    whole = one_epoch(batch_size=8)
+    assert len(whole) > 3
+    for num_shards in (2, 4):
+        shards = [one_epoch(s, num_shards, batch_size=8 // num_shards) for s in range(num_shards)]
+        assert all(len(batches) == len(whole) for batches in shards)
+        for step, batch in enumerate(whole):
+            for key, value in batch.items():
+                joined = np.concatenate([batches[step][key] for batches in shards])
+                np.testing.assert_array_equal(joined, value, err_msg=f"{num_shards} {key}")
+    # Different hosts see different rows of every batch.
+    first, second = one_epoch(0, 2, batch_size=4), one_epoch(1, 2, batch_size=4)
+    assert not set(first[0]["document_ids"]) & set(second[0]["document_ids"])
+    with pytest.raises(ValueError, match="shard_index=2 must be in"):
+        one_epoch(2, 2, batch_size=4)
 
 
 def test_register_task_errors(tmp_path, stdlib_corpus):

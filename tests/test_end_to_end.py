@@ -8,55 +8,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
+from launch import LAUNCH_TIMEOUT_S, REPO, child_env, launcher_command, run_launcher
 
 from cpt_jax import checkpoints
 from cpt_jax.embed import Embedder
 from cpt_jax.embed import main as embed_main
 
 pytestmark = pytest.mark.slow
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH_TIMEOUT_S = 300
-
-
-def launcher_command(model_dir, corpus, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "cpt_jax.train",
-        "--gin_file=runs/tiny_test.gin",
-        f"--gin.MODEL_DIR='{model_dir}'",
-        f"--gin.DATA_DIR='{corpus['data_dir']}'",
-        f"--gin.VOCABULARY='{corpus['vocabulary']}'",
-        f"--gin.VOCAB_SIZE={corpus['vocab_size']}",
-        *extra,
-    ]
-
-
-def child_env():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return env
-
-
-def run_launcher(model_dir, corpus, *extra):
-    result = subprocess.run(
-        launcher_command(model_dir, corpus, *extra),
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=LAUNCH_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
 
 
 def read_metrics(model_dir):

@@ -5,11 +5,11 @@ import json
 import gin
 import pytest
 
-from cpt_jax import partitioning, train
+from cpt_jax import multihost, partitioning, train
 
 
 def test_t5x_style_arguments_become_gin_bindings():
-    files, bindings, paths = train.parse_args(
+    files, bindings, paths, distributed = train.parse_args(
         [
             "--gin_file=runs/a.gin",
             "--gin.TRAIN_STEPS=5",
@@ -20,6 +20,7 @@ def test_t5x_style_arguments_become_gin_bindings():
     )
     assert files == ["runs/a.gin"] and paths == ["/tmp/g"]
     assert bindings == ["BATCH_SIZE = 4", "TRAIN_STEPS = 5", "MODEL_DIR = 'x=y'"]
+    assert distributed is None
     with pytest.raises(SystemExit, match="needs a value"):
         train.parse_args(["--gin_file=a.gin", "--gin.TRAIN_STEPS"])
     with pytest.raises(SystemExit, match="at least one --gin_file"):
@@ -57,3 +58,46 @@ def test_sharding_gin_files_select_mesh_and_rules(name, mesh_shape, rules):
         assert partitioning.logical_axis_rules() == partitioning.logical_axis_rules(rules)
     finally:
         gin.clear_config()
+
+
+def test_multi_process_flags_and_environment():
+    args = train.parse_args(
+        [
+            "--gin_file=a.gin",
+            "--coordinator_address=10.0.0.1:1234",
+            "--process_count=4",
+            "--process_index=3",
+            "--heartbeat_timeout=20",
+        ],
+        environ={},
+    )
+    assert args.distributed == multihost.DistributedOptions("10.0.0.1:1234", 4, 3, 300, 20)
+    env = {"COORDINATOR_ADDRESS": "h:9", "PROCESS_COUNT": "2", "PROCESS_INDEX": "1"}
+    from_env = train.parse_args(["--gin_file=a.gin"], environ=env).distributed
+    assert (from_env.coordinator_address, from_env.process_count) == ("h:9", 2)
+    # Flags win over the environment.
+    assert (
+        train.parse_args(
+            ["--gin_file=a.gin", "--process_index=0"], environ=env
+        ).distributed.process_index
+        == 0
+    )
+    errors = {
+        "missing --process_count, --process_index": ["--coordinator_address=h:1"],
+        "must be in \\[0, 2\\)": [
+            "--coordinator_address=h:1",
+            "--process_count=2",
+            "--process_index=2",
+        ],
+        "must be host:port": ["--coordinator_address=h", "--process_count=2", "--process_index=0"],
+    }
+    for message, flags in errors.items():
+        with pytest.raises(SystemExit, match=message):
+            train.parse_args(["--gin_file=a.gin", *flags], environ={})
+    with pytest.raises(SystemExit, match="PROCESS_COUNT='two' is not an integer"):
+        train.parse_args(["--gin_file=a.gin"], environ={**env, "PROCESS_COUNT": "two"})
+
+
+def test_host_batch_rows_on_one_process():
+    mesh = partitioning.make_mesh(data=4, model=2)
+    assert multihost.host_batch_rows(mesh, 16) == (0, 16)
