@@ -13,6 +13,7 @@ from jax.sharding import NamedSharding
 
 from cpt_jax import partitioning
 from cpt_jax.models import LOGICAL_AXIS_NAMES, Encoder, EncoderConfig, count_params
+from cpt_jax.models.transformer import Dropout
 
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
 CAUSAL = EncoderConfig(vocab_size=50, num_layers=2, d_model=16, num_heads=2, d_ff=32, max_length=16)
@@ -282,6 +283,24 @@ def test_dropout_and_remat():
     np.testing.assert_allclose(np.asarray(out1), np.asarray(out2), rtol=1e-6, atol=1e-6)
     for x, y in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3])
+def test_dropout_drops_the_rate_and_stays_unbiased(rate):
+    x = jnp.ones((64, 999))  # odd width: the last 32-bit word is half used
+    out = Dropout(rate).apply(
+        {}, x, jnp.arange(64), deterministic=False, rngs={"dropout": jax.random.key(0)}
+    )
+    out = np.asarray(out)
+    dropped = (out == 0).mean()
+    assert abs(dropped - rate) < 0.006, dropped  # 64k draws: ~4 standard deviations
+    assert abs(out.mean() - 1.0) < 0.01, out.mean()
+    np.testing.assert_allclose(out[out != 0], 1 / (1 - rate), rtol=1e-4)
+    # Every row's mask differs (ids differ), including its two 16-bit halves of each word.
+    assert len({row.tobytes() for row in (out == 0)}) == 64
+    assert not np.array_equal(out[:, 0::2][:, :499] == 0, out[:, 1::2] == 0)
+    with pytest.raises(ValueError, match="dropout rate must be in"):
+        Dropout(1.0).apply({}, x, jnp.arange(64), deterministic=False)
 
 
 @CONFIGS

@@ -91,18 +91,28 @@ class Dropout(nn.Module):
     with the batch it sits in. Here row i's mask comes from `fold_in(layer_key, ids[i])`:
     encoding a batch in chunks (gradient caching), or on another mesh, replays exactly the
     masks of encoding it whole.
+
+    Each 32-bit random word decides two elements (16 bits each): random bit generation is a
+    fifth of a CPU train step otherwise. The keep probability is thereby rounded to a
+    multiple of 2^-16 (at most 7.6e-6 off) and the kept values are scaled by the inverse of
+    that rounded probability, so the output stays unbiased.
     """
 
     rate: float
 
     @nn.compact
     def __call__(self, x: jax.Array, example_ids: jax.Array, *, deterministic: bool):
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {self.rate}")
         if deterministic or self.rate == 0.0:
             return x
-        keep = 1.0 - self.rate
+        threshold = round((1.0 - self.rate) * 65536)  # keep iff a 16-bit draw < threshold
+        per_example = int(np.prod(x.shape[1:]))
         keys = jax.vmap(jax.random.fold_in, (None, 0))(self.make_rng("dropout"), example_ids)
-        mask = jax.vmap(lambda key: jax.random.bernoulli(key, keep, x.shape[1:]))(keys)
-        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+        words = jax.vmap(lambda key: jax.random.bits(key, ((per_example + 1) // 2,)))(keys)
+        draws = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(x.shape[0], -1)
+        keep = draws[:, :per_example].reshape(x.shape) < threshold
+        return jnp.where(keep, x * (65536.0 / threshold), 0.0).astype(x.dtype)
 
 
 class Attention(nn.Module):
