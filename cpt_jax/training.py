@@ -156,7 +156,7 @@ class Trainer:
     ) -> jax.Array:
         """`[b, L]` tokens -> `[b, D]` unit-norm embeddings (dropout when a key is given).
 
-        `example_ids [b]` seed each row's dropout masks (see `models.transformer.Dropout`):
+        `example_ids [b]` seed each row's dropout masks (see `models.transformer.dropout`):
         the train step passes each pair's global row index, so masks do not depend on how
         the batch is chunked or sharded.
         """

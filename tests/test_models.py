@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding
 
 from cpt_jax import partitioning
 from cpt_jax.models import LOGICAL_AXIS_NAMES, Encoder, EncoderConfig, count_params
-from cpt_jax.models.transformer import Dropout
+from cpt_jax.models.transformer import dropout
 
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
 CAUSAL = EncoderConfig(vocab_size=50, num_layers=2, d_model=16, num_heads=2, d_ff=32, max_length=16)
@@ -288,9 +288,7 @@ def test_dropout_and_remat():
 @pytest.mark.parametrize("rate", [0.1, 0.3])
 def test_dropout_drops_the_rate_and_stays_unbiased(rate):
     x = jnp.ones((64, 999))  # odd width: the last 32-bit word is half used
-    out = Dropout(rate).apply(
-        {}, x, jnp.arange(64), deterministic=False, rngs={"dropout": jax.random.key(0)}
-    )
+    out = dropout(x, rate, jax.random.key(0), jnp.arange(64))
     out = np.asarray(out)
     dropped = (out == 0).mean()
     assert abs(dropped - rate) < 0.006, dropped  # 64k draws: ~4 standard deviations
@@ -300,7 +298,7 @@ def test_dropout_drops_the_rate_and_stays_unbiased(rate):
     assert len({row.tobytes() for row in (out == 0)}) == 64
     assert not np.array_equal(out[:, 0::2][:, :499] == 0, out[:, 1::2] == 0)
     with pytest.raises(ValueError, match="dropout rate must be in"):
-        Dropout(1.0).apply({}, x, jnp.arange(64), deterministic=False)
+        dropout(x, 1.0, jax.random.key(0), jnp.arange(64))
 
 
 @CONFIGS
@@ -333,6 +331,31 @@ def test_dropout_masks_follow_example_ids_not_batch_composition(config):
     # Identical texts under different ids get different masks: dropout noise per example.
     same = np.asarray(run(jnp.tile(tokens[:1], (2, 1)), ids[:2]))
     assert not np.allclose(same[0], same[1], atol=1e-3)
+
+
+def test_remat_keeps_one_layer_of_activations():
+    """XLA's accounting of the compiled gradient: with remat the temporaries are a fraction
+    of the plain model's (only each layer's input is kept for the backward pass)."""
+
+    def temp_bytes(remat):
+        config = EncoderConfig(
+            **{**BIDIRECTIONAL.to_dict(), "num_layers": 6, "max_length": 64, "remat": remat}
+        )
+        model = Encoder(config)
+        tokens = jax.ShapeDtypeStruct((64, 64), jnp.int32)
+        params = jax.eval_shape(model.init, jax.random.key(0), tokens)["params"]
+
+        def loss(p, t):
+            out = model.apply(
+                {"params": p}, t, deterministic=False, rngs={"dropout": jax.random.key(0)}
+            )
+            return jnp.sum(out[:, 0])
+
+        compiled = jax.jit(jax.grad(loss)).lower(nn.unbox(params), tokens).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    plain, remat = temp_bytes(False), temp_bytes(True)
+    assert remat < plain / 2.5, (remat, plain)
 
 
 def test_bfloat16_activations_keep_float32_params_and_outputs():

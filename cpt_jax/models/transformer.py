@@ -84,42 +84,42 @@ def layer_norm(eps: float, dtype, name: str) -> nn.LayerNorm:
     )
 
 
-class Dropout(nn.Module):
-    """Inverted dropout whose mask for each example depends only on (rng, layer, example id).
+def dropout(x: jax.Array, rate: float, key: jax.Array | None, example_ids: jax.Array):
+    """Inverted dropout whose mask for row i depends only on `(key, example_ids[i])`.
 
     `nn.Dropout` draws one mask for the whole `[b, ...]` array, so an example's mask changes
-    with the batch it sits in. Here row i's mask comes from `fold_in(layer_key, ids[i])`:
+    with the batch it sits in. Here row i's mask comes from `fold_in(key, example_ids[i])`:
     encoding a batch in chunks (gradient caching), or on another mesh, replays exactly the
-    masks of encoding it whole.
+    masks of encoding it whole. `key=None` (or `rate=0`) is the identity.
 
     Each 32-bit random word decides two elements (16 bits each): random bit generation is a
     fifth of a CPU train step otherwise. The keep probability is thereby rounded to a
     multiple of 2^-16 (at most 7.6e-6 off) and the kept values are scaled by the inverse of
     that rounded probability, so the output stays unbiased.
     """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    if key is None or rate == 0.0:
+        return x
+    threshold = round((1.0 - rate) * 65536)  # keep iff a 16-bit draw < threshold
+    per_example = int(np.prod(x.shape[1:]))
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, example_ids)
+    words = jax.vmap(lambda k: jax.random.bits(k, ((per_example + 1) // 2,)))(keys)
+    draws = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(x.shape[0], -1)
+    keep = draws[:, :per_example].reshape(x.shape) < threshold
+    return jnp.where(keep, x * (65536.0 / threshold), 0.0).astype(x.dtype)
 
-    rate: float
 
-    @nn.compact
-    def __call__(self, x: jax.Array, example_ids: jax.Array, *, deterministic: bool):
-        if not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {self.rate}")
-        if deterministic or self.rate == 0.0:
-            return x
-        threshold = round((1.0 - self.rate) * 65536)  # keep iff a 16-bit draw < threshold
-        per_example = int(np.prod(x.shape[1:]))
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(self.make_rng("dropout"), example_ids)
-        words = jax.vmap(lambda key: jax.random.bits(key, ((per_example + 1) // 2,)))(keys)
-        draws = jnp.stack([words & 0xFFFF, words >> 16], axis=-1).reshape(x.shape[0], -1)
-        keep = draws[:, :per_example].reshape(x.shape) < threshold
-        return jnp.where(keep, x * (65536.0 / threshold), 0.0).astype(x.dtype)
+def _site_key(key: jax.Array | None, site: int) -> jax.Array | None:
+    """An independent key per dropout site of a layer (None stays None: no dropout)."""
+    return None if key is None else jax.random.fold_in(key, site)
 
 
 class Attention(nn.Module):
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, x, attention_bias, example_ids, *, deterministic: bool):
+    def __call__(self, x, attention_bias, example_ids, dropout_key):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         kernel = nn.initializers.normal(0.02)
@@ -145,7 +145,7 @@ class Attention(nn.Module):
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
         scores = scores / np.sqrt(c.head_dim) + attention_bias
         probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-        probs = Dropout(c.dropout_rate)(probs, example_ids, deterministic=deterministic)
+        probs = dropout(probs, c.dropout_rate, dropout_key, example_ids)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
         context = nn.with_logical_constraint(context, ("batch", "length", "heads", "kv"))
         p = dense("out", (*heads, c.d_model), ("heads", "kv", "embed"), (c.d_model,), ("embed",))
@@ -159,7 +159,7 @@ class Mlp(nn.Module):
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, x, *, deterministic: bool):
+    def __call__(self, x):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         kernel = nn.initializers.normal(0.02)
@@ -182,26 +182,30 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer, pre- or post-LayerNorm."""
+    """One transformer layer, pre- or post-LayerNorm.
+
+    `dropout_key` (None: no dropout) seeds the layer's three dropout sites: attention
+    probabilities, after attention, after the MLP.
+    """
 
     config: EncoderConfig
 
     @nn.compact
-    def __call__(self, x, attention_bias, example_ids, deterministic: bool):
+    def __call__(self, x, attention_bias, example_ids, dropout_key):
         c = self.config
         dtype = jnp.dtype(c.dtype)
         attention = Attention(c, name="attention")
         mlp = Mlp(c, name="mlp")
         attention_norm = layer_norm(c.layer_norm_eps, dtype, name="attention_norm")
         mlp_norm = layer_norm(c.layer_norm_eps, dtype, name="mlp_norm")
-        drop = lambda y: Dropout(c.dropout_rate)(y, example_ids, deterministic=deterministic)
-        attend = lambda y: attention(y, attention_bias, example_ids, deterministic=deterministic)
+        drop = lambda y, site: dropout(y, c.dropout_rate, _site_key(dropout_key, site), example_ids)
+        attend = lambda y: attention(y, attention_bias, example_ids, _site_key(dropout_key, 0))
         if c.layer_norm == "pre":
-            x = x + drop(attend(attention_norm(x)))
-            x = x + drop(mlp(mlp_norm(x), deterministic=deterministic))
+            x = x + drop(attend(attention_norm(x)), 1)
+            x = x + drop(mlp(mlp_norm(x)), 2)
         else:
-            x = attention_norm(x + drop(attend(x)))
-            x = mlp_norm(x + drop(mlp(x, deterministic=deterministic)))
+            x = attention_norm(x + drop(attend(x), 1))
+            x = mlp_norm(x + drop(mlp(x), 2))
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
@@ -226,7 +230,7 @@ class Encoder(nn.Module):
       embeddings = model.apply({"params": params}, tokens, deterministic=False,
                                rngs={"dropout": key})                   # with dropout
     With dropout, example i's masks depend only on the key and `example_ids[i]`
-    (see `Dropout`), not on which other examples share its batch.
+    (see `dropout`), not on which other examples share its batch.
     """
 
     config: EncoderConfig
@@ -266,7 +270,12 @@ class Encoder(nn.Module):
             x = layer_norm(c.layer_norm_eps, dtype, name="embedding_norm")(x)
         if example_ids is None:
             example_ids = jnp.arange(tokens.shape[0])
-        x = Dropout(c.dropout_rate)(x.astype(dtype), example_ids, deterministic=deterministic)
+        # One key per layer (and one for the embeddings), derived the same way whether or
+        # not the layers are rematerialised, so remat never changes the masks.
+        dropout_key = None if deterministic or not c.dropout_rate else self.make_rng("dropout")
+        x = dropout(
+            x.astype(dtype), c.dropout_rate, _site_key(dropout_key, c.num_layers), example_ids
+        )
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
         allowed = mask[:, None, None, :]
@@ -274,9 +283,13 @@ class Encoder(nn.Module):
             allowed = allowed & jnp.tril(jnp.ones((length, length), bool))[None, None]
         attention_bias = jnp.where(allowed, 0.0, _MASK_VALUE).astype(jnp.float32)
 
-        block = nn.remat(Block, static_argnums=(4,)) if c.remat else Block
-        for i in range(c.num_layers):
-            x = block(c, name=f"layer_{i}")(x, attention_bias, example_ids, deterministic)
+        layers = [Block(c, name=f"layer_{i}") for i in range(c.num_layers)]
+        layer_keys = [_site_key(dropout_key, i) for i in range(c.num_layers)]
+        if c.remat and not self.is_initializing():
+            x = self._rematerialised_layers(x, attention_bias, example_ids, layer_keys)
+        else:
+            for layer, key in zip(layers, layer_keys):
+                x = layer(x, attention_bias, example_ids, key)
         if c.layer_norm == "pre":
             x = layer_norm(c.layer_norm_eps, dtype, name="final_norm")(x)
 
@@ -293,6 +306,31 @@ class Encoder(nn.Module):
         # (an all-padding row under mean pooling), where sqrt's gradient at 0 would be NaN.
         squared = jnp.sum(jnp.square(pooled), axis=-1, keepdims=True)
         return pooled * jax.lax.rsqrt(jnp.maximum(squared, 1e-24))
+
+    def _rematerialised_layers(self, x, attention_bias, example_ids, layer_keys):
+        """The layers as a `lax.scan` over their stacked parameters, each step under
+        `jax.checkpoint`: the backward pass keeps only each layer's input and recomputes the
+        rest one layer at a time.
+
+        (An unrolled loop of checkpointed layers saves no memory on XLA:CPU, whose scheduler
+        hoists every recomputation ahead of the backward pass; a loop cannot be hoisted.)
+        The parameters stay `layer_{i}` subtrees; only this forward pass stacks them.
+        """
+        c = self.config
+        params = nn.meta.unbox(self.variables["params"])
+        stacked = jax.tree.map(
+            lambda *p: jnp.stack(p), *[params[f"layer_{i}"] for i in range(c.num_layers)]
+        )
+        keys = None if layer_keys[0] is None else jnp.stack(layer_keys)
+        block = Block(c, parent=None)
+
+        def layer(x, inputs):
+            layer_params, key = inputs
+            y = block.apply({"params": layer_params}, x, attention_bias, example_ids, key)
+            return y, None
+
+        x, _ = jax.lax.scan(jax.checkpoint(layer, prevent_cse=False), x, (stacked, keys))
+        return x
 
 
 def count_params(config: EncoderConfig) -> tuple[int, int]:
