@@ -34,9 +34,24 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Re-pin after changing dependencies: writes the exact versions of the test environment.
+# Re-pin after changing dependencies: writes the exact versions of the environment (run after
+# `make bench` so that the bench extra is pinned too). torch stays pinned by setup.py only: the
+# local `+cpu` build here would block the CUDA wheel on a GPU host.
 constraints: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^cpt-jax' > constraints.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v -e '^cpt-jax' -e '^torch==' > constraints.txt
+
+# Benchmarks (benchmarks/README.md): installs the `bench` extra (PyTorch, sentence-transformers)
+# once, then prints the table and writes benchmarks/results.json (~30 min on 2 cores).
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: bench
+
+$(BENCH_STAMP): $(STAMP) setup.py constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
