@@ -190,11 +190,11 @@ def split_for_module(module: str) -> str:
     return "test" if bucket < 25 else "validation" if bucket < 35 else "train"
 
 
-def _code_key(code: str) -> str:
+def code_key(code: str) -> str:
     return hashlib.sha1(" ".join(code.split()).encode()).hexdigest()
 
 
-def _write_jsonl_atomic(path: str, records: list[dict]) -> str:
+def write_jsonl_atomic(path: str, records: list[dict]) -> str:
     digest = hashlib.sha256()
     with files.atomic_open(path) as f:
         for record in records:
@@ -227,7 +227,7 @@ def build_corpus(
             continue
         files_read += 1
         for record in extract_pairs(source, path=relative, module=module, skipped=skipped):
-            key = _code_key(record["code"])
+            key = code_key(record["code"])
             if key in seen:
                 skipped["duplicate"] += 1
                 continue
@@ -237,7 +237,7 @@ def build_corpus(
             splits[split_for_module(module)].append(record)
     os.makedirs(out_dir, exist_ok=True)
     hashes = {
-        split: _write_jsonl_atomic(os.path.join(out_dir, f"{split}.jsonl"), records)
+        split: write_jsonl_atomic(os.path.join(out_dir, f"{split}.jsonl"), records)
         for split, records in splits.items()
     }
     manifest = {
