@@ -23,9 +23,8 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 
-from cpt_jax import files
 from cpt_jax.tokenization import text_id
-from data_pipelines.python_code import SPLITS, code_key, first_paragraph, write_jsonl_atomic
+from data_pipelines.python_code import SPLITS, code_key, first_paragraph, write_corpus
 
 PARTITIONS = {"train": "train", "valid": "validation", "test": "test"}
 REQUIRED_FIELDS = ("docstring", "code", "partition")
@@ -90,23 +89,15 @@ def convert(paths: Iterable[str], out_dir: str) -> dict:
                     "source": f"{os.path.basename(path)}:{line_number}",
                 }
             )
-    os.makedirs(out_dir, exist_ok=True)
-    hashes = {
-        split: write_jsonl_atomic(os.path.join(out_dir, f"{split}.jsonl"), records)
-        for split, records in splits.items()
-    }
-    manifest = {
-        "counts": {split: len(records) for split, records in splits.items()},
-        "languages": dict(
-            sorted(Counter(r["language"] for rs in splits.values() for r in rs).items())
-        ),
-        "skipped": dict(sorted(skipped.items())),
-        "sha256": hashes,
-        "split_rule": "CodeSearchNet's own partition field (valid -> validation)",
-        "source": {"format": "CodeSearchNet jsonl", "files": inputs},
-    }
-    files.write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
-    return manifest
+    languages = Counter(r["language"] for records in splits.values() for r in records)
+    return write_corpus(
+        out_dir,
+        splits,
+        skipped,
+        languages=dict(sorted(languages.items())),
+        split_rule="CodeSearchNet's own partition field (valid -> validation)",
+        source={"format": "CodeSearchNet jsonl", "files": inputs},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,6 +235,25 @@ def build_corpus(
             record["query_id"] = text_id(record["query"])
             record["code_id"] = text_id(record["code"])
             splits[split_for_module(module)].append(record)
+    return write_corpus(
+        out_dir,
+        splits,
+        skipped,
+        modules={
+            split: sorted({r["module"] for r in records}) for split, records in splits.items()
+        },
+        files_read=files_read,
+        split_rule="int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, else train",
+        source=source_description,
+    )
+
+
+def write_corpus(out_dir: str, splits: dict[str, list[dict]], skipped: Counter, **fields) -> dict:
+    """Writes `{split}.jsonl` for every split and `manifest.json`; returns the manifest.
+
+    The manifest holds each split's `counts` and `sha256`, the `skipped` counts by reason,
+    and `fields` (what the corpus was built from and how it was split).
+    """
     os.makedirs(out_dir, exist_ok=True)
     hashes = {
         split: write_jsonl_atomic(os.path.join(out_dir, f"{split}.jsonl"), records)
@@ -242,15 +261,9 @@ def build_corpus(
     }
     manifest = {
         "counts": {split: len(records) for split, records in splits.items()},
-        "modules": {
-            split: sorted({r["module"] for r in records}) for split, records in splits.items()
-        },
-        "files_read": files_read,
         "skipped": dict(sorted(skipped.items())),
         "sha256": hashes,
-        "split_rule": "int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, "
-        "else train",
-        "source": source_description,
+        **fields,
     }
     files.write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     return manifest

@@ -283,13 +283,12 @@ class Encoder(nn.Module):
             allowed = allowed & jnp.tril(jnp.ones((length, length), bool))[None, None]
         attention_bias = jnp.where(allowed, 0.0, _MASK_VALUE).astype(jnp.float32)
 
-        layers = [Block(c, name=f"layer_{i}") for i in range(c.num_layers)]
         layer_keys = [_site_key(dropout_key, i) for i in range(c.num_layers)]
         if c.remat and not self.is_initializing():
             x = self._rematerialised_layers(x, attention_bias, example_ids, layer_keys)
         else:
-            for layer, key in zip(layers, layer_keys):
-                x = layer(x, attention_bias, example_ids, key)
+            for i, key in enumerate(layer_keys):
+                x = Block(c, name=f"layer_{i}")(x, attention_bias, example_ids, key)
         if c.layer_norm == "pre":
             x = layer_norm(c.layer_norm_eps, dtype, name="final_norm")(x)
 
