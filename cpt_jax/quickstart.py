@@ -38,11 +38,9 @@ def build_data(data_dir: str, vocab_size: int) -> str:
     """Builds the corpus and vocabulary unless present; returns the vocabulary path."""
     from data_pipelines import python_code, vocabulary
 
-    if not os.path.exists(os.path.join(data_dir, "manifest.json")):
-        manifest = python_code.build_stdlib_corpus(data_dir)
-        print(f"[data] stdlib pairs: {manifest['counts']}", flush=True)
-    else:
-        print(f"[data] using existing corpus in {data_dir}", flush=True)
+    # Builds, resumes an interrupted build, or finds the corpus finished (seconds).
+    manifest = python_code.build_stdlib_corpus(data_dir, log=lambda *_: None)
+    print(f"[data] stdlib pairs: {manifest['counts']}", flush=True)
     model_prefix = os.path.join(data_dir, "spm")
     if not os.path.exists(model_prefix + ".model"):
         vocabulary.train_from_corpus(data_dir, model_prefix, vocab_size=vocab_size)

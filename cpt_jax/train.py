@@ -54,43 +54,83 @@ LOGGED_METRICS = (
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class PairData:
-    """Where the training pairs come from: a SeqIO task over a jsonl corpus.
+    """Where the training pairs come from: SeqIO tasks over built corpora.
 
     Attributes:
-      data_dir: directory of `{train,validation,test}.jsonl` (see `data_pipelines`).
-      vocabulary_path: the SentencePiece model shared by both sides.
-      task_name: name to register the SeqIO task under.
+      data_dir: one corpus directory (`python -m data_pipelines.build ...`), or several:
+        then a mixture of them (see `data_pipelines.tasks.register_pairs_mixture`).
+      vocabulary_path: the SentencePiece model shared by every side and corpus.
+      task_name: name to register the task (or mixture) under.
       query_length, document_length: token lengths of each side, delimiters included.
       split: which split to train on.
-      seed: shuffle seed; the batch at step `k` depends only on (seed, k).
+      seed: the data seed; the batch at step `k` depends only on (seed, k).
+      mixture_rates: rates of the corpora (in `data_dir` order); None: proportional to
+        their training examples to the power `1 / mixture_temperature`.
+      mixture_temperature: see `data_pipelines.tasks.mixture_rates`.
+      single_task_batches: draw each batch of a mixture from one corpus (harder in-batch
+        negatives, no source shortcuts).
+      num_negatives: hard negatives per pair (the corpus needs a `negatives` field); they
+        add columns to the loss.
     """
 
-    data_dir: str = gin.REQUIRED
+    data_dir: str | tuple[str, ...] = gin.REQUIRED
     vocabulary_path: str = gin.REQUIRED
     task_name: str = "code_pairs"
     query_length: int = 64
     document_length: int = 256
     split: str = "train"
     seed: int = 0
+    mixture_rates: tuple[float, ...] | None = None
+    mixture_temperature: float = 1.0
+    single_task_batches: bool = False
+    num_negatives: int = 0
 
     @property
     def sequence_lengths(self) -> dict[str, int]:
         return {"queries": self.query_length, "documents": self.document_length}
 
-    def batches(self, *, batch_size: int, start_step: int, shard_index: int, num_shards: int):
-        """This host's batches `start_step, start_step + 1, ...` of the run."""
-        from data_pipelines import pipeline, tasks  # seqio/tensorflow only where data is read
+    @property
+    def data_dirs(self) -> list[str]:
+        return [self.data_dir] if isinstance(self.data_dir, str) else list(self.data_dir)
 
-        tasks.register_code_pairs_task(self.task_name, self.data_dir, self.vocabulary_path)
+    def register(self) -> str:
+        """Registers the task or mixture; returns its name."""
+        from data_pipelines import tasks  # seqio/tensorflow only where data is read
+
+        if len(self.data_dirs) == 1:
+            tasks.register_pairs_task(
+                self.task_name,
+                self.data_dirs[0],
+                self.vocabulary_path,
+                num_negatives=self.num_negatives,
+            )
+        else:
+            tasks.register_pairs_mixture(
+                self.task_name,
+                self.data_dirs,
+                self.vocabulary_path,
+                rates=self.mixture_rates,
+                temperature=self.mixture_temperature,
+                num_negatives=self.num_negatives,
+            )
+        return self.task_name
+
+    def batches(self, *, batch_size: int, start_step: int, shard_index: int, num_shards: int):
+        """This host's rows of global batches `start_step, start_step + 1, ...`."""
+        import seqio
+
+        from data_pipelines import pipeline
+
         return pipeline.pair_batches(
-            self.task_name,
+            self.register(),
             self.split,
             batch_size=batch_size,
             sequence_lengths={"inputs": self.query_length, "targets": self.document_length},
             seed=self.seed,
             start_step=start_step,
-            shard_index=shard_index,
-            num_shards=num_shards,
+            shard_info=seqio.ShardInfo(shard_index, num_shards),
+            num_negatives=self.num_negatives,
+            single_task_batches=self.single_task_batches,
         )
 
 

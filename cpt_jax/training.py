@@ -91,6 +91,11 @@ def make_optimizer(
     return optax.chain(*chain), schedule
 
 
+def _sides(batch: dict[str, jax.Array]) -> tuple:
+    """The token arrays encoded per step: queries, documents, hard negatives (or None)."""
+    return batch["queries"], batch["documents"], batch.get("negatives")
+
+
 @dataclasses.dataclass
 class Trainer:
     """Builds the sharded train state and the jitted step for one model on one mesh.
@@ -170,10 +175,23 @@ class Trainer:
                 rngs=rngs,
             )
 
+    def _encode_side(self, encoder_params, tokens, dropout_key, row_ids) -> jax.Array:
+        """`encode` of one side: `[b, L]` -> `[b, D]`, or hard negatives `[b, N, L]` ->
+        `[b, N, D]` (negative j of row i seeds its dropout with id `i * N + j`)."""
+        if tokens.ndim == 2:
+            return self.encode(encoder_params, tokens, dropout_key, row_ids)
+        b, n, length = tokens.shape
+        ids = (row_ids[:, None] * n + jnp.arange(n, dtype=row_ids.dtype)).reshape(b * n)
+        flat = self.encode(encoder_params, tokens.reshape(b * n, length), dropout_key, ids)
+        return flat.reshape(b, n, -1)
+
     def _loss_options(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        options = {}
         if self.loss_config.mask_duplicates and "query_ids" in batch:
-            return {"query_ids": batch["query_ids"], "document_ids": batch["document_ids"]}
-        return {}
+            options.update(query_ids=batch["query_ids"], document_ids=batch["document_ids"])
+            if "negative_ids" in batch:
+                options["negative_ids"] = batch["negative_ids"]
+        return options
 
     def logit_scale(self, params: PyTree) -> jax.Array:
         return losses.logit_scale_from_log(
@@ -182,8 +200,9 @@ class Trainer:
             trainable=self.loss_config.learn_logit_scale,
         )
 
-    def _loss(self, queries, documents, log_scale, batch) -> jax.Array:
-        """The global loss of embedded pairs (the scale is a function of `log_scale`)."""
+    def _loss(self, queries, documents, negatives, log_scale, batch) -> jax.Array:
+        """The global loss of embedded pairs (the scale is a function of `log_scale`);
+        `negatives` `[B, N, D]` are the hard negatives' embeddings, or None."""
         return losses.sharded_symmetric_info_nce(
             queries,
             documents,
@@ -191,6 +210,7 @@ class Trainer:
             mesh=self.mesh,
             batch_axes=partitioning.BATCH_AXES,
             chunk_size=self.loss_config.chunk_size,
+            negatives=negatives,
             **self._loss_options(batch),
         )
 
@@ -200,13 +220,15 @@ class Trainer:
         return jax.lax.with_sharding_constraint(ids, partitioning.batch_sharding(self.mesh))
 
     def loss_and_embeddings(self, params, batch, dropout_key):
-        """Global symmetric InfoNCE of a batch; also returns both sides' embeddings."""
-        query_key, document_key = jax.random.split(dropout_key)
+        """Global symmetric InfoNCE of a batch; also returns the embeddings of every side
+        (`(queries, documents, negatives)`, negatives None without hard negatives)."""
         ids = self._row_ids(batch["queries"].shape[0])
-        queries = self.encode(params["encoder"], batch["queries"], query_key, ids)
-        documents = self.encode(params["encoder"], batch["documents"], document_key, ids)
-        loss = self._loss(queries, documents, params["log_scale"], batch)
-        return loss, (queries, documents)
+        embeddings = tuple(
+            None if tokens is None else self._encode_side(params["encoder"], tokens, key, ids)
+            for tokens, key in zip(_sides(batch), jax.random.split(dropout_key, 3))
+        )
+        loss = self._loss(*embeddings, params["log_scale"], batch)
+        return loss, embeddings
 
     def loss_and_grads(self, params, batch, dropout_key):
         """`(loss, (queries, documents), grads)` of a batch, plain or gradient-cached.
@@ -259,56 +281,61 @@ class Trainer:
         self._check_grad_cache_chunk(batch_size)
         encoder_params = params["encoder"]
         id_chunks = self._to_chunks(self._row_ids(batch_size))
-        query_key, document_key = jax.random.split(dropout_key)
         sides = [
-            (self._to_chunks(batch["queries"]), query_key),
-            (self._to_chunks(batch["documents"]), document_key),
+            (self._to_chunks(tokens), key)
+            for tokens, key in zip(_sides(batch), jax.random.split(dropout_key, 3))
+            if tokens is not None
         ]
 
         # 1. Embeddings of the whole batch, one chunk alive at a time, nothing kept for grad.
         def embed(token_chunks, key):
             def encode_chunk(_, chunk):
                 tokens, ids = chunk
-                return None, self.encode(encoder_params, tokens, key, ids)
+                return None, self._encode_side(encoder_params, tokens, key, ids)
 
             _, embeddings = jax.lax.scan(encode_chunk, None, (token_chunks, id_chunks))
             return self._from_chunks(embeddings)
 
-        queries, documents = (embed(tokens, key) for tokens, key in sides)
+        embeddings = [embed(tokens, key) for tokens, key in sides]
+        negatives = embeddings[2] if len(embeddings) == 3 else None
 
         # 2. The loss and its gradient w.r.t. the embeddings (and the temperature).
-        loss, (query_grads, document_grads, log_scale_grad) = jax.value_and_grad(
-            self._loss, argnums=(0, 1, 2)
-        )(queries, documents, params["log_scale"], batch)
+        loss, (*side_grads, log_scale_grad) = jax.value_and_grad(
+            lambda q, d, n, s: self._loss(q, d, n, s, batch), argnums=(0, 1, 2, 3)
+        )(embeddings[0], embeddings[1], negatives, params["log_scale"])
 
         # 3. Re-encode each chunk and pull its cached embedding gradient back to parameters.
         def backprop(total, token_chunks, key, cotangents):
             def backprop_chunk(total, chunk):
                 tokens, ids, cotangent = chunk
-                _, pullback = jax.vjp(lambda p: self.encode(p, tokens, key, ids), encoder_params)
+                _, pullback = jax.vjp(
+                    lambda p: self._encode_side(p, tokens, key, ids), encoder_params
+                )
                 return jax.tree.map(jnp.add, total, pullback(cotangent)[0]), None
 
             chunks = (token_chunks, id_chunks, self._to_chunks(cotangents))
             return jax.lax.scan(backprop_chunk, total, chunks)[0]
 
         grads = jax.tree.map(jnp.zeros_like, encoder_params)
-        for (token_chunks, key), cotangents in zip(sides, (query_grads, document_grads)):
+        for (token_chunks, key), cotangents in zip(sides, side_grads):
             grads = backprop(grads, token_chunks, key, cotangents)
         grads = {"encoder": grads, "log_scale": log_scale_grad}
-        return loss, (queries, documents), grads
+        return loss, (embeddings[0], embeddings[1], negatives), grads
 
     def _train_step(self, state: TrainState, batch: dict[str, jax.Array]):
         dropout_key = jax.random.fold_in(jax.random.key(self.dropout_seed), state.step)
-        loss, (queries, documents), grads = self.loss_and_grads(state.params, batch, dropout_key)
+        loss, embeddings, grads = self.loss_and_grads(state.params, batch, dropout_key)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        queries, documents, negatives = jax.lax.stop_gradient(embeddings)
         metrics = losses.sharded_contrastive_metrics(
-            jax.lax.stop_gradient(queries),
-            jax.lax.stop_gradient(documents),
+            queries,
+            documents,
             logit_scale=self.logit_scale(state.params),
             mesh=self.mesh,
             batch_axes=partitioning.BATCH_AXES,
             chunk_size=self.loss_config.chunk_size,
+            negatives=negatives,
             **self._loss_options(batch),
         )
         metrics.update(

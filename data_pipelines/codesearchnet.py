@@ -4,27 +4,29 @@ Users who have the CodeSearchNet data (Husain et al., 2019: `{language}_{partiti
 one function per line with `docstring`, `code`, `partition`, `language`, `func_name`, ...)
 convert it as is:
 
-    python -m data_pipelines.codesearchnet OUT_DIR FILE [FILE ...]
+    python -m data_pipelines.build codesearchnet FILE [FILE ...] [--out_dir data/codesearchnet]
 
-which writes `OUT_DIR/{train,validation,test}.jsonl` (CodeSearchNet's `valid` partition
-becomes `validation`) and `manifest.json`. The query is the docstring's first paragraph, the
+which writes the usual corpus layout (`data_pipelines.corpus`; CodeSearchNet's `valid`
+partition becomes `validation`). The query is the docstring's first paragraph, the
 same rule as the Python extraction; lines that cannot be used are skipped and counted by
 reason in the manifest, never silently dropped: `invalid_json`, `non_utf8`,
-`missing_field`, `empty_docstring`, `unknown_partition`, `duplicate` (the same code, up to
-whitespace, seen before).
+`missing_field`, `empty_docstring`, `unknown_partition`, `empty_code`, `duplicate` (the same
+code, up to whitespace, seen before).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from cpt_jax.tokenization import text_id
-from data_pipelines.python_code import SPLITS, code_key, first_paragraph, write_corpus
+from data_pipelines import corpus
+from data_pipelines.python_code import first_paragraph
 
 PARTITIONS = {"train": "train", "valid": "validation", "test": "test"}
 REQUIRED_FIELDS = ("docstring", "code", "partition")
@@ -40,14 +42,25 @@ def _lines(path: str) -> Iterable[tuple[int, bytes]]:
         yield from enumerate(f, start=1)
 
 
-def convert(paths: Iterable[str], out_dir: str) -> dict:
-    """Reads CodeSearchNet jsonl(.gz) files and writes a pairs corpus; returns the manifest."""
-    skipped: Counter = Counter()
-    seen: set[str] = set()
-    splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    inputs = []
-    for path in paths:
-        inputs.append(os.path.basename(path))
+class CodeSearchNetBuilder(corpus.Builder):
+    """CodeSearchNet jsonl(.gz) files, one unit per file, split by their `partition`."""
+
+    name = "codesearchnet"
+
+    def __init__(self, paths: Iterable[str]):
+        self.paths = [os.path.abspath(p) for p in paths]
+        for path in self.paths:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{path}: no such CodeSearchNet file")
+
+    def units(self) -> list[corpus.Unit]:
+        return [
+            corpus.Unit(f"{i:04d}-{re.sub(r'[^A-Za-z0-9._+-]', '_', os.path.basename(p))}", p)
+            for i, p in enumerate(self.paths)
+        ]
+
+    def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
+        path = unit.payload
         for line_number, raw in _lines(path):
             if not raw.strip():
                 continue
@@ -72,43 +85,41 @@ def convert(paths: Iterable[str], out_dir: str) -> dict:
             if split is None:
                 skipped["unknown_partition"] += 1
                 continue
-            key = code_key(record["code"])
-            if key in seen:
-                skipped["duplicate"] += 1
+            if not record["code"].strip():
+                skipped["empty_code"] += 1
                 continue
-            seen.add(key)
-            splits[split].append(
-                {
-                    "query": query,
-                    "code": record["code"],
-                    "query_id": text_id(query),
-                    "code_id": text_id(record["code"]),
-                    "language": record.get("language", ""),
-                    "name": record.get("func_name", ""),
-                    "path": record.get("path", ""),
-                    "source": f"{os.path.basename(path)}:{line_number}",
-                }
-            )
-    languages = Counter(r["language"] for records in splits.values() for r in records)
-    return write_corpus(
-        out_dir,
-        splits,
-        skipped,
-        languages=dict(sorted(languages.items())),
-        split_rule="CodeSearchNet's own partition field (valid -> validation)",
-        source={"format": "CodeSearchNet jsonl", "files": inputs},
-    )
+            yield {
+                "query": query,
+                "document": record["code"],
+                "partition": split,
+                "language": str(record.get("language", "")),
+                "name": str(record.get("func_name", "")),
+                "path": str(record.get("path", "")),
+                "source": f"{os.path.basename(path)}:{line_number}",
+            }
+
+    def split(self, record: dict) -> str:
+        return record["partition"]
+
+    def description(self) -> dict:
+        return {
+            "format": "CodeSearchNet jsonl",
+            "files": [{"file": os.path.basename(p), "sha256": _sha256(p)} for p in self.paths],
+            "split_rule": "CodeSearchNet's own partition field (valid -> validation)",
+        }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir")
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", help="CodeSearchNet .jsonl or .jsonl.gz files")
-    args = parser.parse_args(argv)
-    manifest = convert(args.files, args.out_dir)
-    print(json.dumps({k: manifest[k] for k in ("counts", "skipped")}, indent=2))
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def builder_from_args(args: argparse.Namespace) -> CodeSearchNetBuilder:
+    return CodeSearchNetBuilder(args.files)

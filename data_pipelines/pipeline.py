@@ -1,14 +1,32 @@
-"""Reading pairs: jsonl splits for evaluation, and deterministic batches for training.
+"""Training batches in a deterministic order indexed by step.
 
-`pair_batches` is the training input: global batch `k` of a run depends only on (task,
-split, seed, k), and each host keeps its own contiguous rows of it. So a run resumed at step
-`k` (`start_step=k`) sees exactly the batches an uninterrupted run would, and a run on 1 host
-sees the same global batches as on 2 or 64 (re-sharding changes who reads a row, not which
-rows make up a batch).
+Global batch `k` of a run is a pure function of (task or mixture, split, seed, k): the
+examples it holds are computed from `k`, not replayed from the start. So a run resumed at
+step `k` sees exactly the batches an uninterrupted run would, in O(1), and a run on 1 host
+sees the same global batches as on 2 or 64: each host (`seqio.ShardInfo(index, num_shards)`)
+keeps its own contiguous rows of every global batch, and re-sharding changes who reads a row,
+not which rows make up a batch.
+
+How the order is defined (`StepIndexedOrder`):
+- Each task is a stream of its examples, epoch after epoch, each epoch a fresh permutation
+  seeded by (seed, task, epoch). Row `r` of the stream is `perm_{r // N}[r % N]`.
+- One task: global batch `k` is rows `[k G, (k + 1) G)` of its stream (`G` the global batch).
+- A mixture, mixed batches: batch `k` takes `n_t(k)` rows from task `t`, with cumulative
+  counts `C_t(k) = floor(k G W_t) - floor(k G W_{t-1})` (`W` the cumulative rates), so every
+  batch has exactly `G` rows and each task gets its rate's share to within one row; the rows
+  of a batch are then permuted (seeded by (seed, k)) so that hosts see every task.
+- A mixture, single-task batches (`single_task_batches=True`; harder in-batch negatives and
+  no source shortcuts): batch `k` comes entirely from one task drawn with the mixture's
+  rates (seeded by (seed, k)), continuing that task's stream.
+
+Every host tokenises the whole split once (SeqIO task -> `PairFeatureConverter` -> numpy) and
+keeps it in memory: simple and exact at the corpus sizes built here (a million pairs of 64 +
+256 tokens is 1.3 GB of int32).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -16,82 +34,218 @@ import numpy as np
 
 from cpt_jax import files
 
-DEFAULT_FIELDS = ("query", "code")
-# Larger than the in-memory corpora read here, so that an epoch is a full permutation.
-SHUFFLE_BUFFER = 200_000
+MODEL_FEATURES = ("queries", "documents", "query_ids", "document_ids")
+NEGATIVE_FEATURES = ("negatives", "negative_ids")
+_CHOICE_BLOCK = 4096  # single-task choices are drawn in blocks: choice(k) is O(1) to find
 
 
-def load_pairs(data_dir: str, split: str, required: Sequence[str] = DEFAULT_FIELDS) -> list[dict]:
-    """Reads `data_dir/split.jsonl`; errors name the file, line and field."""
+def load_pairs(data_dir: str, split: str, required: Sequence[str] = ("query", "document")):
+    """The records of one split of a corpus directory (TFRecord shards) or of a `split.jsonl`.
+
+    jsonl files are what users bring (errors name the file, line and field); built corpora
+    are read with `corpus.read_split`.
+    """
+    from data_pipelines import corpus
+
+    if os.path.exists(os.path.join(data_dir, corpus.MANIFEST)):
+        return corpus.read_split(data_dir, split)
     path = os.path.join(data_dir, f"{split}.jsonl")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such split file")
+        raise FileNotFoundError(f"{path}: no such split file (and no {corpus.MANIFEST})")
     return [record for _, record in files.iter_records(path, required)]
 
 
+class StepIndexedOrder:
+    """Which examples make up each global batch: `(task, example)` indices, from the step.
+
+    Args:
+      sizes: examples per task.
+      rates: mixing rates (normalised here); ignored for one task.
+      global_batch: rows per global batch.
+      seed: the run's data seed.
+      single_task_batches: draw each batch from one task (see the module docstring).
+      shuffle: False keeps each task's examples in corpus order (epochs repeat it).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        rates: Sequence[float] | None = None,
+        *,
+        global_batch: int,
+        seed: int = 0,
+        single_task_batches: bool = False,
+        shuffle: bool = True,
+    ):
+        if not sizes or any(n <= 0 for n in sizes):
+            raise ValueError(f"every task needs examples, got sizes {list(sizes)}")
+        if global_batch <= 0:
+            raise ValueError(f"global_batch must be positive, got {global_batch}")
+        rates = np.ones(len(sizes)) if rates is None else np.asarray(rates, dtype=np.float64)
+        if rates.shape != (len(sizes),) or (rates < 0).any() or rates.sum() <= 0:
+            raise ValueError(f"rates {list(rates)} do not match {len(sizes)} tasks")
+        self.sizes = list(sizes)
+        self.rates = rates / rates.sum()
+        self.cumulative = np.concatenate([[0.0], np.cumsum(self.rates)])
+        self.cumulative[-1] = 1.0
+        self.global_batch = global_batch
+        self.seed = seed
+        self.single_task_batches = single_task_batches and len(sizes) > 1
+        self.shuffle = shuffle
+
+    # -- each task's stream
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (a handful of orders live per process)
+    def _permutation(self, task: int, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.sizes[task])
+        rng = np.random.default_rng([self.seed, task, epoch])
+        return rng.permutation(self.sizes[task])
+
+    def stream(self, task: int, start: int, stop: int) -> np.ndarray:
+        """Example indices of rows `[start, stop)` of task `task`'s stream."""
+        n = self.sizes[task]
+        rows = np.arange(start, stop)
+        out = np.empty(len(rows), dtype=np.int64)
+        for epoch in np.unique(rows // n):
+            in_epoch = rows // n == epoch
+            out[in_epoch] = self._permutation(task, int(epoch))[rows[in_epoch] % n]
+        return out
+
+    # -- batches
+    def _mixed_counts(self, step: int) -> np.ndarray:
+        """Rows each task contributed to batches `[0, step)`: `C_t(step)`."""
+        edges = np.floor(step * self.global_batch * self.cumulative).astype(np.int64)
+        return np.diff(edges)
+
+    def _choices(self, block: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 1_000_003, block])
+        return np.searchsorted(self.cumulative[1:-1], rng.random(_CHOICE_BLOCK), side="right")
+
+    def _single_task_state(self, step: int) -> tuple[int, np.ndarray]:
+        """The task of batch `step` and the batches each task served before it."""
+        full, rest = divmod(step, _CHOICE_BLOCK)
+        before = np.zeros(len(self.sizes), dtype=np.int64)
+        for block in range(full):
+            before += np.bincount(self._choices(block), minlength=len(self.sizes))
+        choices = self._choices(full)
+        before += np.bincount(choices[:rest], minlength=len(self.sizes))
+        return int(choices[rest]), before
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(task, example)` index arrays `[global_batch]` of global batch `step`."""
+        if step < 0:
+            raise ValueError(f"step must be non-negative, got {step}")
+        g = self.global_batch
+        if self.single_task_batches:
+            task, before = self._single_task_state(step)
+            examples = self.stream(task, before[task] * g, (before[task] + 1) * g)
+            return np.full(g, task), examples
+        start, stop = self._mixed_counts(step), self._mixed_counts(step + 1)
+        tasks = np.concatenate([np.full(b - a, t) for t, (a, b) in enumerate(zip(start, stop))])
+        examples = np.concatenate(
+            [self.stream(t, a, b) for t, (a, b) in enumerate(zip(start, stop))]
+        )
+        if len(self.sizes) > 1:
+            rows = np.random.default_rng([self.seed, 2_000_003, step]).permutation(g)
+            tasks, examples = tasks[rows], examples[rows]
+        return tasks, examples
+
+
+def tokenized_split(
+    task_name: str, split: str, sequence_lengths: dict[str, int], num_negatives: int = 0
+) -> dict[str, np.ndarray]:
+    """One task's whole split as model features (`PairFeatureConverter`), in corpus order."""
+    import seqio
+
+    from data_pipelines.feature_converters import PairFeatureConverter
+
+    task = seqio.get_mixture_or_task(task_name)
+    ds = task.get_dataset(
+        sequence_length=dict(sequence_lengths),
+        split=split,
+        use_cached=False,
+        shuffle=False,
+        num_epochs=1,
+    )
+    converter = PairFeatureConverter(
+        task.output_features["inputs"].vocabulary, num_negatives=num_negatives
+    )
+    ds = converter(ds, sequence_lengths).batch(4096)
+    parts = list(ds.as_numpy_iterator())
+    if not parts:
+        raise ValueError(f"task {task_name!r} has no {split!r} examples")
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
 def pair_batches(
-    task_name: str,
+    name: str,
     split: str,
     *,
     batch_size: int,
     sequence_lengths: dict[str, int],
     seed: int = 0,
     start_step: int = 0,
-    shard_index: int = 0,
-    num_shards: int = 1,
+    shard_info=None,
+    num_negatives: int = 0,
+    single_task_batches: bool = False,
     shuffle: bool = True,
     repeat: bool = True,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Numpy batches `{'queries', 'documents', 'query_ids', 'document_ids'}` of one shard.
-
-    Global batch `k` is rows `[k * G, (k + 1) * G)` of the shuffled, repeated split, with
-    `G = batch_size * num_shards`; shard `s` yields its rows `[s * batch_size, (s + 1) *
-    batch_size)`. Concatenating the shards' batches in shard order gives the global batch,
-    whatever the number of shards.
+    """Numpy batches of one host: `{'queries', 'documents', 'query_ids', 'document_ids'}`
+    (+ `'negatives'` `[b, N, Ld]` and `'negative_ids'` `[b, N]` with `num_negatives=N`).
 
     Args:
-      task_name: a registered SeqIO task of pairs (see `data_pipelines.tasks`).
+      name: a registered SeqIO task of pairs or a mixture of them (`data_pipelines.tasks`).
       split: which split.
-      batch_size: rows per batch of THIS shard (a host's part of the global batch).
+      batch_size: rows per batch of THIS host; the global batch is
+        `batch_size * shard_info.num_shards`.
       sequence_lengths: `{'inputs': Lq, 'targets': Ld}`, delimiters included.
-      seed: shuffle seed; epochs are reshuffled deterministically.
-      start_step: skip the first `start_step` batches (resume): `ds.skip(start_step)` after
-        batching, so the batches equal batches `start_step, ...` of a run from 0, epoch
-        boundaries included. Skipping replays the shuffles of the skipped epochs over the
-        cached tokenised split (no model work), which is cheap at this corpus scale
-        (thousands of pairs); a corpus of millions would want a step-indexed source instead.
-      shard_index, num_shards: this host's slice of every global batch.
-      shuffle, repeat: shuffle examples; repeat epochs forever (else one pass, no partial batch).
+      seed: the data seed (see `StepIndexedOrder`).
+      start_step: the first global batch to yield (resume).
+      shard_info: `seqio.ShardInfo(index, num_shards)` of this host (None: the only host).
+      num_negatives: hard negatives per pair.
+      single_task_batches: for a mixture, draw each batch from one task.
+      shuffle: permute each epoch (False: corpus order).
+      repeat: repeat epochs forever; False stops after one epoch (one task only), dropping
+        the last partial global batch.
     """
     import seqio
-    import tensorflow as tf
 
-    from data_pipelines.feature_converters import PairFeatureConverter
-
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards})")
-    task = seqio.get_mixture_or_task(task_name)
-    # Every host tokenises the whole split (cached once per iterator) so that all agree on
-    # the global order; at this corpus scale that costs seconds.
-    ds = task.get_dataset(
-        sequence_length=sequence_lengths,
-        split=split,
-        use_cached=False,
-        shuffle=False,
-        num_epochs=1,
-    ).cache()
-    if shuffle:
-        # Each epoch is a fresh permutation, the same in every run with this seed.
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    converter = PairFeatureConverter(task.output_features["inputs"].vocabulary)
-    ds = converter(ds, sequence_lengths)
-    ds = ds.batch(batch_size * num_shards, drop_remainder=True).skip(start_step)
-    if num_shards > 1:
-        rows = slice(shard_index * batch_size, (shard_index + 1) * batch_size)
-        ds = ds.map(lambda batch: {key: value[rows] for key, value in batch.items()})
-    options = tf.data.Options()
-    options.deterministic = True
-    ds = ds.with_options(options).prefetch(2)
-    return ds.as_numpy_iterator()
+    index, num_shards = (0, 1) if shard_info is None else (shard_info.index, shard_info.num_shards)
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} must be in [0, num_shards={num_shards})")
+    provider = seqio.get_mixture_or_task(name)
+    if isinstance(provider, seqio.Mixture):
+        task_names = [t.name for t in provider.tasks]
+        rates = [provider.get_rate(t) for t in provider.tasks]
+    else:
+        task_names, rates = [name], None
+    data = [tokenized_split(t, split, sequence_lengths, num_negatives) for t in task_names]
+    order = StepIndexedOrder(
+        [len(d["queries"]) for d in data],
+        rates,
+        global_batch=batch_size * num_shards,
+        seed=seed,
+        single_task_batches=single_task_batches,
+        shuffle=shuffle,
+    )
+    stop = None
+    if not repeat:
+        if len(data) > 1:
+            raise ValueError("repeat=False (one epoch) is defined for a single task only")
+        stop = len(data[0]["queries"]) // order.global_batch
+    rows = slice(index * batch_size, (index + 1) * batch_size)
+    step = start_step
+    while stop is None or step < stop:
+        tasks, examples = order.batch(step)
+        tasks, examples = tasks[rows], examples[rows]
+        batch = {}
+        for key in data[0]:
+            out = np.empty((batch_size,) + data[0][key].shape[1:], data[0][key].dtype)
+            for t, d in enumerate(data):
+                mine = tasks == t
+                if mine.any():
+                    out[mine] = d[key][examples[mine]]
+            batch[key] = out
+        yield batch
+        step += 1

@@ -2,7 +2,7 @@
 
 For every top-level function and every method of a top-level class that has a docstring:
   - query: the docstring's first paragraph, whitespace-normalised, at least 3 words;
-  - code: the function's source (decorators included) with the docstring removed;
+  - document: the function's source (decorators included) with the docstring removed;
   - code_no_comments: the same without comments (what evaluation ranks, as in CodeSearchNet).
 Skipped: bodies under 3 lines (docstring excluded), `test*` functions, dunder methods other
 than `__init__` (`__repr__`, `__eq__`... have formulaic docstrings; `__init__` documents a
@@ -13,7 +13,7 @@ Files: `test`/`tests`/`idle_test` directories, `test_*.py`, vendored code (`_bun
 `_vendor`, `site-packages`) and `lib2to3` (deprecated, its fixers are mostly test fixtures
 and grammar tables) and `turtledemo` are excluded. Files that are not UTF-8 or do not parse
 are counted and skipped. De-duplication is global, over whitespace-normalised code: the
-first occurrence in sorted file order wins, whatever its split.
+first occurrence in unit order (modules sorted by name) wins, whatever its split.
 
 The standard-library corpus splits by top-level module, so whole modules are held out:
 `int(sha1(module).hexdigest(), 16) % 100` below 25 -> test, below 35 -> validation, else
@@ -21,7 +21,7 @@ train. The test share is large because the CodeSearchNet protocol ranks each que
 1,000 candidates, and the standard library has under 4,000 pairs in all (about 1,350 test;
 the simpler `% 10 == 0` test rule gives only about 300 test pairs on Python 3.11).
 
-CLI: `python -m data_pipelines.python_code --out_dir data/stdlib_code`
+CLI: `python -m data_pipelines.build stdlib_code` (writes `data/stdlib_code/`)
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import argparse
 import ast
 import hashlib
 import io
-import json
 import os
 import sys
 import sysconfig
@@ -39,10 +38,10 @@ import tokenize
 from collections import Counter
 from collections.abc import Iterator
 
-from cpt_jax import files
-from cpt_jax.tokenization import text_id
+from data_pipelines import corpus
 
-SPLITS = ("train", "validation", "test")
+# Bump when the extraction's output changes: it fingerprints cached build units.
+EXTRACTION_VERSION = 2
 MIN_QUERY_WORDS = 3
 MIN_BODY_LINES = 3
 # Never training data: tests, vendored third-party code, and tooling that is mostly tests.
@@ -130,7 +129,8 @@ def extract_pairs(
 ) -> list[dict]:
     """(docstring, code) records of one source file; unparsable files give [] (counted).
 
-    Each record has `query`, `code`, `code_no_comments`, `path`, `module`, `name`, `lineno`.
+    Each record has `query`, `document` (the code), `code_no_comments`, `path`, `module`,
+    `name`, `lineno`.
     `skipped` (if given) counts the reasons functions or files were left out.
     """
     skipped = Counter() if skipped is None else skipped
@@ -155,7 +155,7 @@ def extract_pairs(
         records.append(
             {
                 "query": query,
-                "code": code,
+                "document": code,
                 "code_no_comments": strip_comments(code),
                 "path": path,
                 "module": module,
@@ -190,116 +190,54 @@ def split_for_module(module: str) -> str:
     return "test" if bucket < 25 else "validation" if bucket < 35 else "train"
 
 
-def code_key(code: str) -> str:
-    return hashlib.sha1(" ".join(code.split()).encode()).hexdigest()
+class StdlibBuilder(corpus.Builder):
+    """The installed standard library's pairs, one unit per top-level module."""
 
+    name = "stdlib_code"
 
-def write_jsonl_atomic(path: str, records: list[dict]) -> str:
-    digest = hashlib.sha256()
-    with files.atomic_open(path) as f:
-        for record in records:
-            line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-            f.write(line)
-            digest.update(line.encode())
-    return digest.hexdigest()
+    def __init__(self, root: str | None = None):
+        self.root = root or stdlib_root()
 
+    def units(self) -> list[corpus.Unit]:
+        paths: dict[str, list[str]] = {}
+        for relative, module in iter_stdlib_sources(self.root):
+            paths.setdefault(module, []).append(relative)
+        return [corpus.Unit(module, paths[module]) for module in sorted(paths)]
 
-def build_corpus(
-    sources: Iterator[tuple[str, str]], read, out_dir: str, *, source_description: dict
-) -> dict:
-    """Extracts, de-duplicates, splits and writes `{train,validation,test}.jsonl` + manifest.
-
-    Args:
-      sources: (relative path, top-level module) pairs, in a deterministic order.
-      read: `read(relative_path) -> bytes`.
-      out_dir: output directory.
-      source_description: recorded in the manifest (where the sources came from).
-    """
-    skipped: Counter = Counter()
-    seen: set[str] = set()
-    splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    files_read = 0
-    for relative, module in sources:
-        try:
-            source = read(relative).decode("utf-8")
-        except UnicodeDecodeError:
-            skipped["non_utf8_file"] += 1
-            continue
-        files_read += 1
-        for record in extract_pairs(source, path=relative, module=module, skipped=skipped):
-            key = code_key(record["code"])
-            if key in seen:
-                skipped["duplicate"] += 1
+    def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
+        for relative in unit.payload:
+            with open(os.path.join(self.root, relative), "rb") as f:
+                data = f.read()
+            try:
+                source = data.decode("utf-8")
+            except UnicodeDecodeError:
+                skipped["non_utf8_file"] += 1
                 continue
-            seen.add(key)
-            record["query_id"] = text_id(record["query"])
-            record["code_id"] = text_id(record["code"])
-            splits[split_for_module(module)].append(record)
-    return write_corpus(
-        out_dir,
-        splits,
-        skipped,
-        modules={
-            split: sorted({r["module"] for r in records}) for split, records in splits.items()
-        },
-        files_read=files_read,
-        split_rule="int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, else train",
-        source=source_description,
-    )
+            yield from extract_pairs(source, path=relative, module=unit.name, skipped=skipped)
 
+    def split(self, record: dict) -> str:
+        return split_for_module(record["module"])
 
-def write_corpus(out_dir: str, splits: dict[str, list[dict]], skipped: Counter, **fields) -> dict:
-    """Writes `{split}.jsonl` for every split and `manifest.json`; returns the manifest.
-
-    The manifest holds each split's `counts` and `sha256`, the `skipped` counts by reason,
-    and `fields` (what the corpus was built from and how it was split).
-    """
-    os.makedirs(out_dir, exist_ok=True)
-    hashes = {
-        split: write_jsonl_atomic(os.path.join(out_dir, f"{split}.jsonl"), records)
-        for split, records in splits.items()
-    }
-    manifest = {
-        "counts": {split: len(records) for split, records in splits.items()},
-        "skipped": dict(sorted(skipped.items())),
-        "sha256": hashes,
-        **fields,
-    }
-    files.write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
-    return manifest
-
-
-def build_stdlib_corpus(out_dir: str, root: str | None = None) -> dict:
-    """Builds the corpus from the installed standard library (see `build_corpus`)."""
-    root = root or stdlib_root()
-
-    def read(relative):
-        with open(os.path.join(root, relative), "rb") as f:
-            return f.read()
-
-    return build_corpus(
-        iter_stdlib_sources(root),
-        read,
-        out_dir,
-        source_description={
+    def description(self) -> dict:
+        return {
             "kind": "python_stdlib",
-            "root": root,
+            "root": self.root,
             "python_version": sys.version.split()[0],
             "sys_version": sys.version,
-        },
-    )
+            "split_rule": "int(sha1(module).hexdigest(), 16) % 100: <25 test, <35 validation, "
+            "else train",
+            "extraction": EXTRACTION_VERSION,
+        }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out_dir", default="data/stdlib_code")
-    args = parser.parse_args(argv)
-    manifest = build_stdlib_corpus(args.out_dir)
-    print(json.dumps({k: manifest[k] for k in ("counts", "files_read", "skipped")}, indent=2))
-    return 0
+def build_stdlib_corpus(out_dir: str, root: str | None = None, **kwargs) -> dict:
+    """Builds the standard-library corpus into `out_dir`; returns its manifest."""
+    return corpus.build(StdlibBuilder(root), out_dir, **kwargs)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=None, help="stdlib directory (default: this Python's)")
+
+
+def builder_from_args(args: argparse.Namespace) -> StdlibBuilder:
+    return StdlibBuilder(args.root)

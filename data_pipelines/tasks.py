@@ -1,72 +1,178 @@
-"""SeqIO tasks of (query, document) pairs.
+"""SeqIO Tasks and Mixtures over pair corpora (`data_pipelines.corpus` directories).
 
-`register_code_pairs_task` registers a task over a pairs corpus directory (the jsonl splits
-written by `data_pipelines.python_code`): `inputs` = the docstring's first paragraph,
-`targets` = the function's code, both tokenised with one SentencePiece vocabulary, plus the
-text ids precomputed at build time for false-negative masking.
+A pairs task reads a corpus's TFRecord shards and produces the task features
+
+    inputs            [None] int32  the query's tokens
+    targets           [None] int32  the document's tokens
+    query_id, document_id   int32   text hashes (false-negative masking)
+    negative_targets  [N, None] int32, negative_ids [N] int32   only with `num_negatives=N`
+
+all sides tokenised with one SentencePiece vocabulary (`data_pipelines.vocabulary`). A mixture
+combines tasks (code, text, or both) at rates proportional to their training examples,
+optionally tempered. `PairFeatureConverter` turns these features into model features.
+
+Example:
+  task = tasks.register_pairs_task("pairs_stdlib_code", "data/stdlib_code", "data/vocab/spm.model")
+  mixture = tasks.register_pairs_mixture("code_text", ["data/stdlib_code", "data/debian_text"],
+                                         "data/vocab/spm.model")
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import re
+from collections.abc import Mapping, Sequence
 
 import seqio
 import tensorflow as tf
 
-from data_pipelines.pipeline import load_pairs
+from data_pipelines import corpus
 
-PAIR_FIELDS = {
-    "inputs_pretokenized": ("query", tf.string),
-    "targets_pretokenized": ("code", tf.string),
-    "query_id": ("query_id", tf.int32),
-    "document_id": ("code_id", tf.int32),
-}
+TEXT_FIELDS = ("query", "document")
 
 
-def _pairs_dataset(split: str, shuffle_files: bool, seed: int | None = None, *, data_dir: str):
-    """The split as an in-memory tf.data source, in file order (shuffled later by SeqIO)."""
-    del shuffle_files, seed  # one file: the example-level shuffle happens in the task
-    records = load_pairs(data_dir, split, required=[f for f, _ in PAIR_FIELDS.values()])
-    columns = {
-        name: tf.constant([r[field] for r in records], dtype=dtype)
-        for name, (field, dtype) in PAIR_FIELDS.items()
-    }
-    return tf.data.Dataset.from_tensor_slices(columns)
+def task_name_for(data_dir: str, num_negatives: int = 0) -> str:
+    """The default task name of a corpus directory: `pairs_<dir name>[_neg<N>]`."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", os.path.basename(os.path.normpath(data_dir)))
+    return f"pairs_{base}" + (f"_neg{num_negatives}" if num_negatives else "")
 
 
-@seqio.map_over_dataset
-def _copy_pretokenized(ex):
-    return {**ex, "inputs": ex["inputs_pretokenized"], "targets": ex["targets_pretokenized"]}
+def pairs_source(data_dir: str, *, num_negatives: int = 0) -> seqio.TFExampleDataSource:
+    """A SeqIO source over a corpus's shards, in corpus order (one file at a time)."""
+    manifest = corpus.read_manifest(data_dir)
+    schema = manifest["schema"]
+    wanted = ["query", "document", "query_id", "document_id"]
+    if num_negatives:
+        if "negatives" not in schema:
+            raise ValueError(
+                f"{data_dir}: num_negatives={num_negatives} but the corpus has no 'negatives' "
+                f"field (its fields: {sorted(schema)})"
+            )
+        wanted += ["negatives", "negative_ids"]
+    spec = corpus.feature_spec({field: schema[field] for field in wanted})
+    return seqio.TFExampleDataSource(
+        split_to_filepattern={s: corpus.split_files(data_dir, s) for s in manifest["shards"]},
+        feature_description=spec,
+        num_input_examples=manifest["counts"],
+        cycle_length=1,  # read the shards in order: the step-indexed order needs a fixed one
+        block_length=1,
+    )
 
 
-def register_code_pairs_task(name: str, data_dir: str, vocab_model_path: str) -> seqio.Task:
-    """Registers (or re-registers: the name is removed first) a pairs task over `data_dir`.
+def _select_features(num_negatives: int, where: str):
+    @seqio.map_over_dataset
+    def select(ex):
+        out = {
+            "inputs": ex["query"],
+            "targets": ex["document"],
+            "query_id": tf.cast(ex["query_id"], tf.int32),
+            "document_id": tf.cast(ex["document_id"], tf.int32),
+        }
+        if num_negatives:
+            negatives = tf.sparse.to_dense(ex["negatives"])
+            ids = tf.cast(tf.sparse.to_dense(ex["negative_ids"]), tf.int32)
+            check = tf.debugging.assert_greater_equal(
+                tf.size(negatives),
+                num_negatives,
+                message=f"{where}: a record has fewer than {num_negatives} negatives",
+            )
+            with tf.control_dependencies([check]):
+                out["negative_targets"] = negatives[:num_negatives]
+            out["negative_ids"] = ids[:num_negatives]
+        return out
 
-    The source is the jsonl splits present in `data_dir`, read into memory in file order
-    (deterministic; `seqio.ShardInfo` shards it by example). `query_id`/`code_id` are read
-    from the records, where the corpus build precomputed them with `text_id`.
+    return select
+
+
+def register_pairs_task(
+    name: str | None,
+    data_dir: str,
+    vocabulary_path: str,
+    *,
+    num_negatives: int = 0,
+) -> seqio.Task:
+    """Registers (or re-registers: the name is removed first) a task over one corpus.
+
+    Args:
+      name: the task name (None: `task_name_for(data_dir, num_negatives)`).
+      data_dir: a finished corpus directory (has `manifest.json`).
+      vocabulary_path: the SentencePiece `.model` shared by every side.
+      num_negatives: hard negatives per pair to read (the corpus needs a `negatives` field
+        with at least that many per record; a record with fewer is an error, not skipped).
     """
-    if not os.path.exists(vocab_model_path):
-        raise FileNotFoundError(f"{vocab_model_path}: SentencePiece model not found")
-    vocabulary = seqio.SentencePieceVocabulary(vocab_model_path)
+    if not os.path.exists(vocabulary_path):
+        raise FileNotFoundError(f"{vocabulary_path}: SentencePiece model not found")
+    name = name or task_name_for(data_dir, num_negatives)
+    vocabulary = seqio.SentencePieceVocabulary(vocabulary_path)
     features = {
-        "inputs": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32),
-        "targets": seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32),
+        key: seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32)
+        for key in ("inputs", "targets")
     }
-    splits = [
-        s
-        for s in ("train", "validation", "test")
-        if os.path.exists(os.path.join(data_dir, f"{s}.jsonl"))
-    ]
-    if not splits:
-        raise FileNotFoundError(f"{data_dir}: no train/validation/test .jsonl files")
+    if num_negatives:
+        features["negative_targets"] = seqio.Feature(vocabulary, add_eos=False, rank=2)
     seqio.TaskRegistry.remove(name)
     return seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(
-            functools.partial(_pairs_dataset, data_dir=data_dir), splits=splits
-        ),
-        preprocessors=[_copy_pretokenized, seqio.preprocessors.tokenize],
+        source=pairs_source(data_dir, num_negatives=num_negatives),
+        preprocessors=[_select_features(num_negatives, data_dir), seqio.preprocessors.tokenize],
         output_features=features,
     )
+
+
+def mixture_rates(
+    data_dirs: Sequence[str], *, temperature: float = 1.0, split: str = "train"
+) -> list[float]:
+    """Rates proportional to each corpus's `split` examples to the power `1 / temperature`.
+
+    Temperature 1 samples every example equally often; larger temperatures up-weight the
+    small corpora (T -> infinity: uniform over corpora), as in multilingual mixtures.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    counts = []
+    for data_dir in data_dirs:
+        count = corpus.read_manifest(data_dir)["counts"].get(split, 0)
+        if count == 0:
+            raise ValueError(f"{data_dir}: no {split!r} examples to mix")
+        counts.append(count)
+    weights = [c ** (1.0 / temperature) for c in counts]
+    return [w / sum(weights) for w in weights]
+
+
+def register_pairs_mixture(
+    name: str,
+    data_dirs: Sequence[str],
+    vocabulary_path: str,
+    *,
+    rates: Sequence[float] | Mapping[str, float] | None = None,
+    temperature: float = 1.0,
+    num_negatives: int = 0,
+) -> seqio.Mixture:
+    """Registers one task per corpus and a mixture of them (all share one vocabulary).
+
+    Args:
+      name: the mixture name.
+      data_dirs: corpus directories; each becomes the task `task_name_for(data_dir)`.
+      vocabulary_path: the shared SentencePiece model.
+      rates: explicit rates (a list in `data_dirs` order, or a dict by directory); None
+        derives them from the corpora's training examples with `mixture_rates`.
+      temperature: see `mixture_rates`.
+      num_negatives: hard negatives per pair, the same for every task.
+    """
+    if not data_dirs:
+        raise ValueError(f"mixture {name!r} needs at least one corpus")
+    if rates is None:
+        rates = mixture_rates(data_dirs, temperature=temperature)
+    elif isinstance(rates, Mapping):
+        missing = [d for d in data_dirs if d not in rates]
+        if missing:
+            raise ValueError(f"mixture {name!r}: no rate for {missing}")
+        rates = [rates[d] for d in data_dirs]
+    if len(rates) != len(data_dirs) or any(r < 0 for r in rates) or sum(rates) <= 0:
+        raise ValueError(f"mixture {name!r}: bad rates {list(rates)} for {list(data_dirs)}")
+    task_names = []
+    for data_dir in data_dirs:
+        task = register_pairs_task(None, data_dir, vocabulary_path, num_negatives=num_negatives)
+        task_names.append(task.name)
+    seqio.MixtureRegistry.remove(name)
+    return seqio.MixtureRegistry.add(name, list(zip(task_names, rates)))

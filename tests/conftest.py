@@ -26,7 +26,7 @@ def stdlib_corpus(tmp_path_factory):
     from data_pipelines import python_code, vocabulary
 
     data_dir = str(tmp_path_factory.mktemp("stdlib_code"))
-    manifest = python_code.build_stdlib_corpus(data_dir)
+    manifest = python_code.build_stdlib_corpus(data_dir, log=lambda *_: None)
     model = vocabulary.train_from_corpus(data_dir, f"{data_dir}/spm", vocab_size=TEST_VOCAB_SIZE)
     return {
         "data_dir": data_dir,

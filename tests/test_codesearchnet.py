@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from data_pipelines import codesearchnet, pipeline
+from data_pipelines import build, codesearchnet, corpus
 
 
 def csn_line(docstring, code, partition="train", **extra):
@@ -49,7 +49,7 @@ def test_reads_csn_files_and_counts_what_it_skips(tmp_path):
     plain = tmp_path / "mixed.jsonl"
     plain.write_bytes(b"".join(good[1:] + bad[4:]))
     out = tmp_path / "corpus"
-    assert codesearchnet.main([str(out), str(gz), str(plain)]) == 0
+    assert build.main(["codesearchnet", str(gz), str(plain), "--out_dir", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 1, "validation": 1, "test": 1}
     assert manifest["skipped"] == {
@@ -60,15 +60,15 @@ def test_reads_csn_files_and_counts_what_it_skips(tmp_path):
         "non_utf8": 1,
         "unknown_partition": 1,
     }
-    assert manifest["languages"] == {"go": 1, "python": 2}
-    (train,) = pipeline.load_pairs(str(out), "train")
+    assert [u["records"] for u in manifest["units"]] == [1, 3]  # before de-duplication
+    (train,) = corpus.read_split(str(out), "train")
     assert train["query"] == "Return the sum of the squares."
     assert train["source"] == "python_train_0.jsonl.gz:1"
-    assert isinstance(train["query_id"], int) and train["query_id"] != train["code_id"]
-    (test,) = pipeline.load_pairs(str(out), "test")
-    assert test["language"] == "go" and test["code"].startswith("func ParseDate")
+    assert isinstance(train["query_id"], int) and train["query_id"] != train["document_id"]
+    (test,) = corpus.read_split(str(out), "test")
+    assert test["language"] == "go" and test["document"].startswith("func ParseDate")
 
 
 def test_unreadable_input_is_named(tmp_path):
-    with pytest.raises(OSError, match="nope.jsonl.gz: cannot read input file"):
-        codesearchnet.convert([str(tmp_path / "nope.jsonl.gz")], str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="nope.jsonl.gz: no such CodeSearchNet file"):
+        codesearchnet.CodeSearchNetBuilder([str(tmp_path / "nope.jsonl.gz")])

@@ -1,15 +1,15 @@
 """Stdlib pair extraction, the corpus build, the SeqIO task and deterministic batches."""
 
-import json
 import os
 import textwrap
 from collections import Counter
 
 import numpy as np
 import pytest
+import seqio
 
 from cpt_jax.tokenization import PairTokenizer, text_id
-from data_pipelines import pipeline, python_code, tasks
+from data_pipelines import corpus, pipeline, python_code, tasks
 
 SOURCE = textwrap.dedent(
     '''
@@ -88,12 +88,12 @@ def test_extract_pairs_applies_the_codesearchnet_filters():
     )
     header = records[0]
     assert header["query"] == "Split a header line into its name and value."
-    assert header["code"].startswith('@functools.lru_cache\ndef parse_header(line, sep=":"):\n')
-    assert '"""' not in header["code"] and "# split once only" in header["code"]
+    assert header["document"].startswith('@functools.lru_cache\ndef parse_header(line, sep=":"):\n')
+    assert '"""' not in header["document"] and "# split once only" in header["document"]
     assert "# split once only" not in header["code_no_comments"]
     assert "name, _, value = line.partition(sep)" in header["code_no_comments"]
-    assert records[1]["code"].startswith("async def feed(self, data):\n    self.buffer")
-    assert "def inner" in records[2]["code"]  # nested function kept inside its parent
+    assert records[1]["document"].startswith("async def feed(self, data):\n    self.buffer")
+    assert "def inner" in records[2]["document"]  # nested function kept inside its parent
 
 
 def test_unparsable_source_is_skipped_and_counted():
@@ -104,26 +104,30 @@ def test_unparsable_source_is_skipped_and_counted():
     assert skipped["unparsable_file"] == 1
 
 
-def test_build_corpus_counts_non_utf8_files_and_deduplicates(tmp_path):
-    files = {
+def test_stdlib_builder_counts_non_utf8_files_and_deduplicates(tmp_path):
+    sources = {
         "a.py": SOURCE.encode(),
         "b.py": SOURCE.encode(),  # the same functions again: duplicates
         "c.py": b"def f():\n    '''caf\xe9 is not utf-8 here at all'''\n",
         "d.py": b"def broken(:\n",
     }
-    manifest = python_code.build_corpus(
-        [(name, name[:-3]) for name in sorted(files)],
-        lambda name: files[name],
-        str(tmp_path),
-        source_description={"kind": "test"},
-    )
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name, data in sources.items():
+        (root / name).write_bytes(data)
+    manifest = python_code.build_stdlib_corpus(str(tmp_path / "out"), str(root), log=print)
     assert sum(manifest["counts"].values()) == 3
     assert manifest["skipped"]["duplicate"] == 3
     assert manifest["skipped"]["non_utf8_file"] == 1
     assert manifest["skipped"]["unparsable_file"] == 1
-    records = [r for split in python_code.SPLITS for r in pipeline.load_pairs(str(tmp_path), split)]
+    assert [u["name"] for u in manifest["units"]] == ["a", "b", "c", "d"]
+    records = [
+        r for split in manifest["counts"] for r in corpus.read_split(str(tmp_path / "out"), split)
+    ]
+    assert sorted(r["name"] for r in records) == ["Parser.feed", "outer", "parse_header"]
     for r in records:
-        assert r["query_id"] == text_id(r["query"]) and r["code_id"] == text_id(r["code"])
+        assert r["query_id"] == text_id(r["query"]) and r["document_id"] == text_id(r["document"])
+        assert r["path"] == "a.py"  # the first occurrence wins
 
 
 def test_stdlib_corpus_is_split_by_module_and_large_enough(stdlib_corpus):
@@ -131,33 +135,33 @@ def test_stdlib_corpus_is_split_by_module_and_large_enough(stdlib_corpus):
     counts = manifest["counts"]
     assert counts["train"] > 1500 and counts["validation"] > 100
     assert counts["test"] >= 1000  # each test query is ranked against 1,000 candidates
-    modules = manifest["modules"]
-    assert not set(modules["train"]) & set(modules["test"])
-    assert not set(modules["train"]) & set(modules["validation"])
-    assert not set(modules["validation"]) & set(modules["test"])
-    for split in python_code.SPLITS:
-        records = pipeline.load_pairs(stdlib_corpus["data_dir"], split)
+    modules = {
+        split: {r["module"] for r in corpus.read_split(stdlib_corpus["data_dir"], split)}
+        for split in corpus.SPLITS
+    }
+    assert not modules["train"] & modules["test"]
+    assert not modules["train"] & modules["validation"]
+    assert not modules["validation"] & modules["test"]
+    all_codes = []
+    for split in corpus.SPLITS:
+        records = corpus.read_split(stdlib_corpus["data_dir"], split)
         assert len(records) == counts[split]
         assert all(python_code.split_for_module(r["module"]) == split for r in records)
         assert not any("/test" in r["path"] or r["path"].startswith("test") for r in records)
-    all_codes = [
-        " ".join(r["code"].split())
-        for split in python_code.SPLITS
-        for r in pipeline.load_pairs(stdlib_corpus["data_dir"], split)
-    ]
+        all_codes += [" ".join(r["document"].split()) for r in records]
     assert len(all_codes) == len(set(all_codes))
 
 
 def test_stdlib_build_is_deterministic(stdlib_corpus, tmp_path):
     again = python_code.build_stdlib_corpus(str(tmp_path))
-    assert again["sha256"] == stdlib_corpus["manifest"]["sha256"]
+    assert again["shards"] == stdlib_corpus["manifest"]["shards"]  # names, counts, sha256
 
 
 def test_load_pairs_errors_name_file_line_and_field(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"query": "q", "code": "c"}\n{"query": "q"}\n')
-    with pytest.raises(ValueError, match=r"train\.jsonl:2: missing field 'code'"):
+    (tmp_path / "train.jsonl").write_text('{"query": "q", "document": "c"}\n{"query": "q"}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: missing field 'document'"):
         pipeline.load_pairs(str(tmp_path), "train")
-    (tmp_path / "test.jsonl").write_text('{"query": "q", "code": "c"}\n{oops\n')
+    (tmp_path / "test.jsonl").write_text('{"query": "q", "document": "c"}\n{oops\n')
     with pytest.raises(ValueError, match=r"test\.jsonl:2: invalid JSON"):
         pipeline.load_pairs(str(tmp_path), "test")
     with pytest.raises(FileNotFoundError, match=r"validation\.jsonl: no such split file"):
@@ -170,7 +174,7 @@ LENGTHS = {"inputs": 12, "targets": 40}
 
 @pytest.fixture(scope="module")
 def task(stdlib_corpus):
-    return tasks.register_code_pairs_task(
+    return tasks.register_pairs_task(
         "test_stdlib_pairs", stdlib_corpus["data_dir"], stdlib_corpus["vocabulary"]
     )
 
@@ -182,8 +186,7 @@ def one_epoch(shard_index=0, num_shards=1, batch_size=8, **kw):
             "validation",
             batch_size=batch_size,
             sequence_lengths=LENGTHS,
-            shard_index=shard_index,
-            num_shards=num_shards,
+            shard_info=seqio.ShardInfo(shard_index, num_shards),
             repeat=False,
             **kw,
         )
@@ -192,15 +195,15 @@ def one_epoch(shard_index=0, num_shards=1, batch_size=8, **kw):
 
 def test_feature_converter_matches_the_inference_tokenizer(task, stdlib_corpus):
     tokenizer = PairTokenizer.from_file(stdlib_corpus["vocabulary"])
-    records = pipeline.load_pairs(stdlib_corpus["data_dir"], "validation")
-    by_id = {r["code_id"]: r for r in records}
+    records = corpus.read_split(stdlib_corpus["data_dir"], "validation")
+    by_id = {r["document_id"]: r for r in records}
     batches = one_epoch(shuffle=False)
     checked = truncated = 0
     for batch in batches:
         for row in range(len(batch["documents"])):
             record = by_id[int(batch["document_ids"][row])]
             expected_q = tokenizer.encode([record["query"]], "query", LENGTHS["inputs"])[0]
-            expected_d = tokenizer.encode([record["code"]], "document", LENGTHS["targets"])[0]
+            expected_d = tokenizer.encode([record["document"]], "document", LENGTHS["targets"])[0]
             np.testing.assert_array_equal(batch["queries"][row], expected_q)
             np.testing.assert_array_equal(batch["documents"][row], expected_d)
             assert int(batch["query_ids"][row]) == text_id(record["query"])
@@ -256,15 +259,32 @@ def test_resume_across_an_epoch_boundary(task):
     assert not np.array_equal(from_zero[0]["document_ids"], from_zero[n]["document_ids"])
 
 
-def test_empty_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_corpus):
-    long_code = pipeline.load_pairs(stdlib_corpus["data_dir"], "test")[0]["code"] * 5
-    texts = [("", "x = 1"), ("Sort a list.", ""), ("", ""), ("Parse it all " * 50, long_code)]
-    with open(tmp_path / "validation.jsonl", "w", encoding="utf-8") as f:
-        for query, code in texts:
-            record = {"query": query, "code": code}
-            record.update(query_id=text_id(query), code_id=text_id(code))
-            f.write(json.dumps(record) + "\n")
-    tasks.register_code_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
+class ListBuilder(corpus.Builder):
+    """A corpus of given (query, document) pairs, all in one split."""
+
+    name = "list"
+
+    def __init__(self, pairs, split="validation"):
+        self.pairs, self._split = pairs, split
+
+    def units(self):
+        return [corpus.Unit("all")]
+
+    def extract(self, unit, skipped):
+        return [{"query": q, "document": d} for q, d in self.pairs]
+
+    def split(self, record):
+        return self._split
+
+    def dedup_key(self, record):
+        return None
+
+
+def test_short_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_corpus):
+    long_code = corpus.read_split(stdlib_corpus["data_dir"], "test")[0]["document"] * 5
+    texts = [("a", "x = 1"), ("Sort a list.", "b"), ("c", "d"), ("Parse it all " * 50, long_code)]
+    corpus.build(ListBuilder(texts), str(tmp_path), log=lambda *_: None)
+    tasks.register_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
     (batch,) = pipeline.pair_batches(
         "test_edge_pairs",
         "validation",
@@ -284,7 +304,7 @@ def test_empty_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_cor
     assert list(batch["document_ids"]) == [text_id(c) for c in codes]
     assert batch["queries"][3, -1] == tokenizer.delimiter_ids("query")[1]  # truncated
     # Re-registering the same name is fine (the launcher and tests both do it).
-    tasks.register_code_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
+    tasks.register_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
 
 
 def test_host_shards_concatenate_to_the_same_global_batches(task):
@@ -302,16 +322,19 @@ def test_host_shards_concatenate_to_the_same_global_batches(task):
     # Different hosts see different rows of every batch.
     first, second = one_epoch(0, 2, batch_size=4), one_epoch(1, 2, batch_size=4)
     assert not set(first[0]["document_ids"]) & set(second[0]["document_ids"])
-    with pytest.raises(ValueError, match="shard_index=2 must be in"):
+    with pytest.raises(ValueError, match="shard index 2 must be in"):
         one_epoch(2, 2, batch_size=4)
 
 
 def test_register_task_errors(tmp_path, stdlib_corpus):
     with pytest.raises(FileNotFoundError, match="SentencePiece model not found"):
-        tasks.register_code_pairs_task("t_err", str(tmp_path), str(tmp_path / "none.model"))
-    with pytest.raises(FileNotFoundError, match="no train/validation/test .jsonl"):
-        tasks.register_code_pairs_task("t_err", str(tmp_path), stdlib_corpus["vocabulary"])
-    assert os.path.exists(stdlib_corpus["vocabulary"])
+        tasks.register_pairs_task("t_err", str(tmp_path), str(tmp_path / "none.model"))
+    with pytest.raises(FileNotFoundError, match="no manifest, so .* is not a finished corpus"):
+        tasks.register_pairs_task("t_err", str(tmp_path), stdlib_corpus["vocabulary"])
+    with pytest.raises(ValueError, match="num_negatives=2 but the corpus has no 'negatives'"):
+        tasks.register_pairs_task(
+            "t_err", stdlib_corpus["data_dir"], stdlib_corpus["vocabulary"], num_negatives=2
+        )
 
 
 def test_docstring_sharing_a_line_with_code_is_skipped():
