@@ -34,14 +34,13 @@ CLI:
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

@@ -1,0 +1,133 @@
+"""The pretraining and fine-tuning gin recipes: what they configure, and (slow) that each
+kind runs through the launcher on tiny models and corpora."""
+
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+from launch import LAUNCH_TIMEOUT_S, REPO, child_env
+
+from cpt_jax import train
+from data_pipelines import corpus
+
+RECIPES = {
+    "pretrain_code": dict(corpora=3, single_task_batches=False, num_negatives=0),
+    "pretrain_text": dict(corpora=3, single_task_batches=False, num_negatives=0),
+    "pretrain_mixture": dict(corpora=6, single_task_batches=True, num_negatives=0),
+    "finetune_pairs": dict(corpora=1, single_task_batches=False, num_negatives=7),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_configures_data_batch_and_model(name):
+    expected = RECIPES[name]
+    gin.clear_config()
+    try:
+        train.parse_gin([f"runs/{name}.gin"], [])
+        data = train.PairData()
+        assert len(data.data_dirs) == expected["corpora"]
+        assert all(d.startswith("data/") for d in data.data_dirs)
+        assert data.single_task_batches == expected["single_task_batches"]
+        assert data.num_negatives == expected["num_negatives"]
+        assert data.vocabulary_path == "data/vocab/code_text.model"
+        batch = gin.query_parameter("BATCH_SIZE/macro.value")
+        chunk = gin.query_parameter("GRAD_CACHE_CHUNK/macro.value")
+        assert batch >= 1024 and batch % chunk == 0  # gradient caching at a large batch
+        assert gin.query_parameter("EncoderConfig.causal") is True  # the paper's encoder
+        assert gin.query_parameter("make_mesh.fsdp") == -1
+    finally:
+        gin.clear_config()
+
+
+# -- through the launcher (slow) -----------------------------------------------------------
+class GivenPairs(corpus.Builder):
+    def __init__(self, name, records):
+        self.name, self.records = name, records
+
+    def units(self):
+        return [corpus.Unit("all")]
+
+    def extract(self, unit, skipped):
+        return self.records
+
+    def split(self, record):
+        return "train"
+
+    def description(self):
+        return {"records": self.records}
+
+
+def text_corpus(path, num_negatives=0):
+    records = []
+    for i in range(48):
+        record = {"query": f"what is item {i}", "document": f"item {i} is a thing number {i}"}
+        if num_negatives:
+            record["negatives"] = [f"item {i + k + 1} is another" for k in range(num_negatives)]
+        records.append(record)
+    corpus.build(GivenPairs(os.path.basename(path), records), path, log=lambda *_: None)
+    return path
+
+
+TINY = [
+    "--gin.EncoderConfig.num_layers=1",
+    "--gin.EncoderConfig.d_model=32",
+    "--gin.EncoderConfig.num_heads=4",
+    "--gin.EncoderConfig.d_ff=64",
+    "--gin.EncoderConfig.max_length=64",
+    "--gin.TRAIN_STEPS=2",
+    "--gin.BATCH_SIZE=16",
+    "--gin.GRAD_CACHE_CHUNK=8",
+    "--gin.LossConfig.chunk_size=2",
+    "--gin.QUERY_LENGTH=16",
+    "--gin.DOCUMENT_LENGTH=32",
+    "--gin.train.log_every_steps=1",
+    "--gin.train.checkpoint_every_steps=2",
+    "--gin.train.progress_bar=False",
+]
+
+
+def launch(name, model_dir, corpora, stdlib_corpus, *extra):
+    command = [
+        sys.executable,
+        "-m",
+        "cpt_jax.train",
+        f"--gin_file=runs/{name}.gin",
+        *TINY,
+        f"--gin.MODEL_DIR='{model_dir}'",
+        f"--gin.CORPORA={corpora!r}",
+        f"--gin.VOCABULARY='{stdlib_corpus['vocabulary']}'",
+        f"--gin.VOCAB_SIZE={stdlib_corpus['vocab_size']}",
+        *extra,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env=child_env(num_devices=4),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.slow
+def test_mixture_recipe_trains_on_code_and_text(tmp_path, stdlib_corpus):
+    corpora = [stdlib_corpus["data_dir"], text_corpus(str(tmp_path / "text"))]
+    metrics = launch("pretrain_mixture", str(tmp_path / "run"), corpora, stdlib_corpus)
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert all(m["loss"] > 0 for m in metrics)
+
+
+@pytest.mark.slow
+def test_finetune_recipe_trains_with_hard_negatives(tmp_path, stdlib_corpus):
+    pairs = text_corpus(str(tmp_path / "pairs"), num_negatives=2)
+    metrics = launch(
+        "finetune_pairs", str(tmp_path / "run"), pairs, stdlib_corpus, "--gin.NUM_NEGATIVES=2"
+    )
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert all(m["loss"] > 0 for m in metrics)
