@@ -14,6 +14,9 @@ Sections (see benchmarks/README.md):
            peak resident memory.
   loss     the loss alone, global batch 65,536 over 8 simulated devices: peak memory with and
            without chunking.
+  pipeline pairs/s the data pipeline serves (`pipeline_throughput.py`, real stdlib pairs)
+           against what the train step consumes, for the quickstart model and MiniLM, each
+           pair of figures measured in this run.
 
 Every measurement runs in its own subprocess (a worker script beside this one), so that its
 peak resident memory (`os.wait4`'s ru_maxrss of that child) is its own; each has a timeout
@@ -40,7 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 GIB = 2.0**30
-SECTIONS = ("ceiling", "minilm", "small", "loss")
+SECTIONS = ("ceiling", "minilm", "small", "loss", "pipeline")
 
 # all-MiniLM-L6-v2's shape (gin_configs/models/minilm.gin) in the BERT layout of
 # gin_configs/architectures/bidirectional.gin, with the quickstart's dropout.
@@ -111,6 +114,9 @@ FULL = {
         "num_devices": 8,
         "timeout_s": 900,
     },
+    # Each model's train step (its fastest configuration at that batch) beside the pipeline
+    # feeding the same batch and lengths.
+    "pipeline": {"batches": 200, "vocab_size": 8000, "steps": (1, 3), "timeout_s": 900},
     "min_seconds": 5.0,
 }
 QUICK = {
@@ -137,6 +143,7 @@ QUICK = {
         "chunk_size": 64,
         "timeout_s": 300,
     },
+    "pipeline": {**FULL["pipeline"], "batches": 20, "steps": (1, 1), "timeout_s": 300},
     "min_seconds": 0.0,
 }
 
@@ -242,6 +249,61 @@ def loss_jobs(profile: dict) -> list[Job]:
     return jobs
 
 
+# (name, model, batch, lengths, gradient-caching chunk): the quickstart as configured
+# (gin_configs/runs/quickstart.gin), and MiniLM in its fastest configuration at batch 64.
+PIPELINE_CASES = (
+    ("quickstart", SMALL, 128, SMALL_LENGTHS, None),
+    ("minilm", MINILM, 64, (128, 128), 8),
+)
+
+
+def pipeline_jobs(profile: dict) -> list[Job]:
+    """For each case: the train step's consumption, then the pipeline at the same shape."""
+    p, jobs = profile["pipeline"], []
+    for name, model, batch, lengths, chunk in PIPELINE_CASES:
+        warmup, steps = p["steps"]
+        settings = {
+            "model": model,
+            "batch": batch,
+            "query_length": lengths[0],
+            "document_length": lengths[1],
+            "warmup": warmup,
+            "steps": steps,
+            "min_seconds": profile["min_seconds"],
+        }
+        if chunk:
+            settings["grad_cache_chunk_size"] = chunk
+        labels = {"case": name, "batch": batch, "lengths": lengths}
+        jobs.append(
+            Job(
+                "pipeline",
+                f"pipeline_{name}_step",
+                "jax_train.py",
+                settings,
+                p["timeout_s"],
+                {**labels, "kind": "step"},
+            )
+        )
+        reader = {
+            "batch": batch,
+            "query_length": lengths[0],
+            "document_length": lengths[1],
+            "batches": p["batches"],
+            "vocab_size": p["vocab_size"],
+        }
+        jobs.append(
+            Job(
+                "pipeline",
+                f"pipeline_{name}_reader",
+                "pipeline_throughput.py",
+                reader,
+                p["timeout_s"],
+                {**labels, "kind": "reader"},
+            )
+        )
+    return jobs
+
+
 def plan(profile: dict, sections: list[str]) -> list[Job]:
     """The jobs of the chosen sections, in running order."""
     jobs = []
@@ -253,6 +315,8 @@ def plan(profile: dict, sections: list[str]) -> list[Job]:
         jobs += small_jobs(profile)
     if "loss" in sections:
         jobs += loss_jobs(profile)
+    if "pipeline" in sections:
+        jobs += pipeline_jobs(profile)
     if "ceiling" in sections:
         jobs.append(ceiling_job(profile, "end"))
     return jobs
@@ -396,6 +460,8 @@ def report(jobs: list[Job], profile: dict) -> tuple[str, dict]:
         parts.append(small_report(by_section["small"], peak, summary))
     if by_section["loss"]:
         parts.append(loss_report(by_section["loss"], summary))
+    if by_section["pipeline"]:
+        parts.append(pipeline_report(by_section["pipeline"], summary))
     targets = check_targets(summary, profile)
     if targets:
         rows = [[k, fmt(v["value"], 2), v["goal"], v["met"]] for k, v in targets.items()]
@@ -548,6 +614,51 @@ def loss_report(jobs: list[Job], summary: dict) -> str:
     return title + "\n\n" + table(header, rows)
 
 
+def pipeline_report(jobs: list[Job], summary: dict) -> str:
+    """Pipeline pairs/s over the train step's, per case (both measured in this run)."""
+    rows = []
+    for name, _, batch, lengths, _ in PIPELINE_CASES:
+        step, reader = (
+            next(j.outcome for j in jobs if (j.labels["case"], j.labels["kind"]) == (name, kind))
+            for kind in ("step", "reader")
+        )
+        consumed = step.get("pairs_per_s") if step["ok"] else None
+        ratios = {
+            key: reader[key] / consumed if consumed and reader["ok"] else None
+            for key in ("serve_pairs_per_s", "epoch_pairs_per_s")
+        }
+        rows.append(
+            [
+                name,
+                batch,
+                f"{lengths[0]} + {lengths[1]}",
+                fmt(consumed, 1) if step["ok"] else step["error"],
+                fmt(reader.get("serve_pairs_per_s"), 0) if reader["ok"] else reader["error"],
+                fmt(ratios["serve_pairs_per_s"], 0, "x"),
+                fmt(reader.get("tokenize_pairs_per_s"), 0),
+                fmt(ratios["epoch_pairs_per_s"], 0, "x"),
+                seconds(reader.get("setup_s")),
+            ]
+        )
+        summary[f"pipeline_{name}_step_pairs_per_s"] = consumed
+        for key in ("serve_pairs_per_s", "tokenize_pairs_per_s", "epoch_pairs_per_s", "setup_s"):
+            summary[f"pipeline_{name}_{key}"] = reader.get(key)
+        summary[f"pipeline_{name}_epoch_ratio"] = ratios["epoch_pairs_per_s"]
+    header = [
+        "model",
+        "batch",
+        "tokens",
+        "train step pairs/s",
+        "pipeline serves pairs/s",
+        "ratio",
+        "tokenises pairs/s",
+        "ratio, tokenising every epoch",
+        "setup s",
+    ]
+    title = "### Data pipeline vs the train step (stdlib code pairs, 8,000-piece vocabulary)"
+    return title + "\n\n" + table(header, rows)
+
+
 def check_targets(summary: dict, profile: dict) -> dict:
     """The issue's targets, on the largest MiniLM batch and the small sweep's ends."""
     targets = {}
@@ -576,6 +687,13 @@ def check_targets(summary: dict, profile: dict) -> dict:
     speed_low, speed_high = (summary.get(f"small_pairs_per_s_b{b}") for b in (low, high))
     if speed_low and speed_high:
         add(f"pairs/s b{high} / b{low}", speed_high / speed_low, ">= 0.6", lambda v: v >= 0.6)
+    for name, *_ in PIPELINE_CASES:
+        add(
+            f"pipeline / train step pairs/s, {name} (tokenising every epoch)",
+            summary.get(f"pipeline_{name}_epoch_ratio"),
+            ">= 5",
+            lambda v: v >= 5,
+        )
     return targets
 
 
