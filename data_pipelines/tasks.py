@@ -29,6 +29,14 @@ import tensorflow as tf
 from data_pipelines import corpus
 
 TEXT_FIELDS = ("query", "document")
+# task name -> (corpus directory, vocabulary path) of the pairs tasks registered here, so
+# that readers can cache a task's tokenised split beside its corpus.
+_REGISTERED: dict[str, tuple[str, str]] = {}
+
+
+def corpus_of(task_name: str) -> tuple[str, str] | None:
+    """`(data_dir, vocabulary_path)` of a pairs task registered by this module, else None."""
+    return _REGISTERED.get(task_name)
 
 
 def task_name_for(data_dir: str, num_negatives: int = 0) -> str:
@@ -111,6 +119,7 @@ def register_pairs_task(
     if num_negatives:
         features["negative_targets"] = seqio.Feature(vocabulary, add_eos=False, rank=2)
     seqio.TaskRegistry.remove(name)
+    _REGISTERED[name] = (data_dir, vocabulary_path)
     return seqio.TaskRegistry.add(
         name,
         source=pairs_source(data_dir, num_negatives=num_negatives),

@@ -1,5 +1,7 @@
 """The step-indexed batch order, mixtures (mixed and single-task batches), hard negatives."""
 
+import os
+
 import numpy as np
 import pytest
 import seqio
@@ -192,3 +194,20 @@ def test_too_few_negatives_is_an_error_naming_the_corpus(two_corpora):
     )
     with pytest.raises(Exception, match="text_short: a record has fewer than 2 negatives"):
         batches("test_short_negatives", 1, batch_size=2, num_negatives=2)
+
+
+def test_tokenised_splits_are_cached_beside_the_corpus_and_keyed(two_corpora, monkeypatch):
+    tasks.register_pairs_task("test_cache", two_corpora["code"], two_corpora["vocabulary"])
+    fresh = pipeline.tokenized_split("test_cache", "train", LENGTHS, cache=False)
+    first = pipeline.tokenized_split("test_cache", "train", LENGTHS)
+    calls = []
+    monkeypatch.setattr(pipeline, "_tokenize", lambda *a: calls.append(a) or fresh)
+    again = pipeline.tokenized_split("test_cache", "train", LENGTHS)
+    assert calls == []  # read back, not tokenised
+    for key in fresh:
+        np.testing.assert_array_equal(first[key], fresh[key])
+        np.testing.assert_array_equal(again[key], fresh[key])
+    pipeline.tokenized_split("test_cache", "train", {"inputs": 10, "targets": 20})
+    assert len(calls) == 1  # other lengths: another key, tokenised again
+    cached = os.listdir(os.path.join(two_corpora["code"], ".tokenized"))
+    assert len(cached) == 2 and all(name.startswith("train-") for name in cached)
