@@ -55,16 +55,20 @@ i-th positive starts at the i-th contradiction). Premises with no entailment
 (`nli_premise_without_entailment`) or fewer contradictions than needed
 (`nli_premise_too_few_contradictions`) give nothing and are counted; neutral lines
 (`nli_neutral`) and lines without a gold label (`nli_no_gold_label`, SNLI's "-") are counted
-too. Triplet files take `--anchor_column`, `--positive_column` and the first `num_negatives`
-of `--negative_columns`.
+too. A file is read as SNLI-style when its header (tsv/csv) or first JSON object has
+`sentence1`, `sentence2` and `gold_label` (`--format` forces either); otherwise as triplets,
+which take `--anchor_column`, `--positive_column` and the first `num_negatives` of
+`--negative_columns`. An SNLI-style file is grouped in memory (SNLI's 550k lines are small);
+every other input is streamed.
 
 Bad input is skipped and counted in the manifest by reason, prefixed by the file's role
 (`corpus_`, `queries_`, `qrels_`, `hard_negatives_`, `triples_`, `nli_`): `non_utf8`,
 `invalid_json`, `missing_field` (missing or mistyped), `malformed_row`, `empty_text`,
-`duplicate_id` (first wins; detected among the ids needed only), and `qrels_not_relevant`,
-`qrels_unknown_query`, `qrels_unknown_document` for pairs. `corpus_*`/`queries_*` reasons count
-lines, `qrels_*` and the negative reasons count pairs. What cannot be skipped is an error naming
-the file: a missing corpus, queries or qrels file, a csv/tsv header without a configured column.
+`duplicate_id` (the first wins), and for pairs `qrels_not_relevant`, `qrels_unknown_query`,
+`qrels_unknown_document`. `corpus_*`/`queries_*` reasons count lines (`empty_text` and
+`duplicate_id` there only among the ids needed: the others are never kept); `qrels_*` and the
+negative reasons count pairs. What cannot be skipped is an error naming the file: a missing
+corpus, queries or qrels file, a csv/tsv header without a configured column.
 
 De-duplication (`dedup_key`) is by pair, never by document alone (one passage is relevant to
 many queries): (dataset, query id, document id) where the source has ids, else the
@@ -312,6 +316,8 @@ class _RetrievalBuilder(_PairsBuilder):
             raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
         if num_negatives and not hard_negatives:
             raise ValueError(f"num_negatives={num_negatives} needs a --hard_negatives file")
+        if not num_negatives:
+            hard_negatives = None  # nothing to take from it
         if hard_negatives:
             _require(hard_negatives, "the hard negatives file")
             if len(layouts) > 1:
@@ -322,7 +328,7 @@ class _RetrievalBuilder(_PairsBuilder):
         self.layouts = list(layouts)
         self.min_score = min_score
         self.hard_negatives = os.path.abspath(hard_negatives) if hard_negatives else None
-        self.num_negatives = num_negatives if hard_negatives else 0
+        self.num_negatives = num_negatives
         self.negative_systems = tuple(negative_systems)
 
     def units(self) -> list[corpus.Unit]:
@@ -672,15 +678,7 @@ def table_rows(path: str, role: str, skipped: Counter) -> Iterator[tuple[int, di
         raise ValueError(f"{path}: unknown table format (.jsonl, .tsv, .txt or .csv)")
     lines = text_lines(path, role, skipped)
     if kind == ".csv":
-        current = [0]
-
-        def numbered():
-            for line_number, line in lines:
-                current[0] = line_number
-                yield line + "\n"
-
-        reader = csv.reader(numbered())
-        rows = ((current[0], row) for row in reader)
+        rows = _csv_rows(lines, role, skipped)
     else:
         rows = ((n, line.split("\t")) for n, line in lines)
     header = next(rows, None)
@@ -693,6 +691,27 @@ def table_rows(path: str, role: str, skipped: Counter) -> Iterator[tuple[int, di
             skipped[f"{role}_malformed_row"] += 1
             continue
         yield line_number, dict(zip(columns, fields))
+
+
+def _csv_rows(lines, role: str, skipped: Counter) -> Iterator[tuple[int, list[str]]]:
+    """csv rows (a quoted field may span lines), each with its last line's number."""
+    current = [0]
+
+    def numbered():
+        for line_number, line in lines:
+            current[0] = line_number
+            yield line + "\n"
+
+    reader = csv.reader(numbered())
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # e.g. a field over csv's size limit; the reader goes on after it
+            skipped[f"{role}_malformed_row"] += 1
+            continue
+        yield current[0], row
 
 
 def split_of_file(path: str) -> str:
