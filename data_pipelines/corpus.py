@@ -187,7 +187,7 @@ def _extract_unit(builder: Builder, unit: Unit, cache_dir: str) -> dict:
     count = 0
     with (
         files.atomic_open(records_path, "wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as f,
     ):
         for record in builder.extract(unit, skipped):
             _schema_of(record, f"unit {unit.name!r}, record {count}")
