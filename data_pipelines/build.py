@@ -27,6 +27,9 @@ from data_pipelines import corpus
 CORPORA = {
     "stdlib_code": "data_pipelines.python_code",
     "codesearchnet": "data_pipelines.codesearchnet",
+    "text_neighbours": "data_pipelines.text_neighbours",
+    "python_docs": "data_pipelines.python_docs",
+    "wordnet": "data_pipelines.wordnet",
     "beir": "data_pipelines.supervised",
     "msmarco": "data_pipelines.supervised",
     "nli": "data_pipelines.supervised",

@@ -66,8 +66,8 @@ def _run(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess
         return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError as e:
         raise PackageUnavailableError(
-            f"{args[0]} not found: downloading Debian packages needs apt (Debian or Ubuntu); "
-            "elsewhere, put the .deb into the cache directory by hand"
+            f"{args[0]} not found: this needs Debian's apt and dpkg tools (Debian, Ubuntu); "
+            "elsewhere, put the pinned .deb into the cache directory by hand"
         ) from e
 
 
@@ -174,3 +174,28 @@ def iter_deb_files(deb_path: str, prefix: str = "") -> Iterator[tuple[str, bytes
         process.stderr.close()
     if finished and returncode != 0:
         raise RuntimeError(f"{deb_path}: dpkg-deb failed (exit {returncode}): {error}")
+
+
+def build_deb(files: dict[str, bytes], out_path: str, package: str, version: str) -> str:
+    """Writes a minimal `.deb` holding `files` (installed path -> contents) at `out_path`.
+
+    For tests and fixtures: a package that `iter_deb_files` reads like a real one (built by
+    `dpkg-deb --build`, architecture `all`). Returns `out_path`.
+    """
+    with tempfile.TemporaryDirectory() as root:
+        os.makedirs(os.path.join(root, "DEBIAN"))
+        control = (
+            f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+            "Maintainer: cpt-jax tests <tests@example.org>\nDescription: test fixture\n"
+        )
+        with open(os.path.join(root, "DEBIAN", "control"), "w") as f:
+            f.write(control)
+        for path, data in files.items():
+            target = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+        result = _run(["dpkg-deb", "--root-owner-group", "--build", root, out_path])
+        if result.returncode != 0:
+            raise RuntimeError(f"dpkg-deb --build failed: {result.stderr.strip()}")
+    return out_path

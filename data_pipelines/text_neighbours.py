@@ -7,19 +7,17 @@ cpt-text paper's "neighbouring pieces of text" positives).
 
 The building blocks are pure functions, reused by the other text corpora (Debian
 descriptions): `split_paragraphs`, `token_windows`, `neighbour_pairs`, `boilerplate_reason` /
-`is_boilerplate`, `NearDuplicateFilter`, `normalise_whitespace`, `split_for_id`.
+`is_boilerplate`, `NearDuplicateFilter`, `filtered_pairs` (all of them on one document),
+`normalise_whitespace`, `split_for_id`; and for reST, `rest_paragraphs`, `strip_rest_inline`.
 
-Two corpora are built here:
+The generic corpus `text_neighbours` is built here (`python_docs` and `debian_text` reuse
+the pieces):
 
 * `text_neighbours`: any document collection, `--input PATH` (repeated): a plain text file
   (one file = one document), a directory of them (read recursively, hidden files skipped), or
   a JSONL file (`.jsonl`, `.jsonl.gz`: one document per line, `--text_field`, `--id_field`);
   or `--tfds NAME:SPLIT` (a TFDS dataset that is already prepared locally; never downloaded).
   `--mode paragraphs|windows`.
-* `python_docs`: the reST sources of the Python 3.11 documentation from Debian's
-  `python3.11-doc` package (pinned version and sha256), markup stripped (see
-  `rest_paragraphs`), neighbouring paragraphs within one section.
-
 Splits are by document: `int(sha1(doc_id).hexdigest(), 16) % 10` is 0 -> test,
 1 -> validation, else train, so both chunks of a pair, and all pairs of a document, land in
 the same split. Near-duplicate filtering works within one unit of the build (one input, one
@@ -29,11 +27,11 @@ resumed build differ from a fresh one. Exact duplicates are removed globally by
 
 CLI:
   python -m data_pipelines.build text_neighbours --input docs/ --input more.jsonl
-  python -m data_pipelines.build python_docs
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import json
@@ -309,6 +307,8 @@ def filtered_pairs(
     skipped: Counter,
     near_duplicates: NearDuplicateFilter | None = None,
     min_words: int = DEFAULT_MIN_WORDS,
+    positions: Sequence[int] | None = None,
+    what: str = "document",
 ) -> Iterator[tuple[int, str, str]]:
     """`(position, query, document)` neighbour pairs of one document's chunks, filtered.
 
@@ -316,11 +316,14 @@ def filtered_pairs(
     `skipped["chunk_<reason>"]` and a near-duplicate of an earlier chunk (of this or an
     earlier document given to the same filter) as `skipped["chunk_near_duplicate"]`; both
     are dropped, and the chunks on either side of a dropped one become neighbours.
-    `position` is the index of the query chunk in `chunks`. A document left with fewer than
-    two chunks is counted as `skipped["document_under_two_chunks"]`.
+    `position` is the index of the query chunk in `chunks`, or its entry in `positions` when
+    given (e.g. paragraph numbers within a whole file when `chunks` is one section). A
+    document left with fewer than two chunks is counted as
+    `skipped[f"{what}_under_two_chunks"]`.
     """
+    positions = range(len(chunks)) if positions is None else positions
     kept: list[tuple[int, str]] = []
-    for position, chunk in enumerate(chunks):
+    for position, chunk in zip(positions, chunks, strict=True):
         reason = boilerplate_reason(chunk, min_words)
         if reason is not None:
             skipped[f"chunk_{reason}"] += 1
@@ -331,7 +334,7 @@ def filtered_pairs(
             continue
         kept.append((position, text))
     if len(kept) < 2:
-        skipped["document_under_two_chunks"] += 1
+        skipped[f"{what}_under_two_chunks"] += 1
         return
     for (position, query), (_, document) in neighbour_pairs(kept):
         yield position, query, document
@@ -343,7 +346,8 @@ MODES = ("paragraphs", "windows")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
-def _safe_name(text: str) -> str:
+def safe_name(text: str) -> str:
+    """`text` made into a filesystem-safe build-unit name (other characters -> `_`)."""
     return re.sub(r"[^A-Za-z0-9._+-]", "_", text)[:100]
 
 
@@ -405,16 +409,25 @@ def _files_under(directory: str) -> list[str]:
 
 
 def _parse_tfds(spec: str) -> tuple[str, str]:
-    name, sep, split = spec.rpartition(":")
-    if not sep or not name or not split:
-        raise ValueError(f"--tfds {spec!r}: expected NAME:SPLIT, e.g. imdb_reviews:train")
-    return name, split
+    """`NAME[:VERSION]:SPLIT` -> (name with its version, split); the split may be a slice."""
+    match = re.match(r"^([^:]+(?::\d+\.\d+\.\d+)?):(.+)$", spec)
+    if match is None:
+        raise ValueError(
+            f"--tfds {spec!r}: expected NAME:SPLIT, e.g. imdb_reviews:train or "
+            "glue/cola:2.0.0:validation[:50%]"
+        )
+    return match.group(1), match.group(2)
 
 
 def _iter_tfds(
-    spec: str, data_dir: str | None, text_field: str, id_field: str | None
+    spec: str, data_dir: str | None, text_field: str, id_field: str | None, skipped: Counter
 ) -> Iterator[tuple[str, str]]:
-    """`(doc_id, text)` of a locally prepared TFDS split; never downloads."""
+    """`(doc_id, text)` of a locally prepared TFDS split; never downloads.
+
+    Raises:
+      ValueError: unknown dataset, or no feature `text_field`.
+      FileNotFoundError: the dataset is not prepared under `data_dir`.
+    """
     import tensorflow_datasets as tfds
 
     name, split = _parse_tfds(spec)
@@ -437,7 +450,11 @@ def _iter_tfds(
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     for index, example in enumerate(dataset.as_numpy_iterator()):
         text = example[text_field]
-        text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)
+        try:
+            text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        except UnicodeDecodeError:
+            skipped["non_utf8_text"] += 1
+            continue
         doc_id = f"{name}:{split}:{index}"
         if id_field is not None:
             value = example[id_field]
@@ -453,7 +470,7 @@ class TextNeighboursBuilder(corpus.Builder):
     JSONL `--id_field` or `file:line`, or `NAME:SPLIT:index`), `position` (the query chunk's
     index in its document). Skipped: see `filtered_pairs`, plus `binary_file`,
     `non_utf8_file`, `invalid_json`, `non_utf8_line`, `missing_text_field`,
-    `non_string_text`, `missing_id_field`.
+    `non_string_text`, `missing_id_field`, `non_utf8_text` (TFDS).
     """
 
     name = "text_neighbours"
@@ -496,12 +513,12 @@ class TextNeighboursBuilder(corpus.Builder):
 
     def units(self) -> list[corpus.Unit]:
         units = [
-            corpus.Unit(f"{i:04d}-{_safe_name(os.path.basename(p))}", ("path", p))
+            corpus.Unit(f"{i:04d}-{safe_name(os.path.basename(p))}", ("path", p))
             for i, p in enumerate(self.inputs)
         ]
         offset = len(units)
         units += [
-            corpus.Unit(f"{offset + i:04d}-tfds-{_safe_name(s)}", ("tfds", s))
+            corpus.Unit(f"{offset + i:04d}-tfds-{safe_name(s)}", ("tfds", s))
             for i, s in enumerate(self.tfds)
         ]
         return units
@@ -515,7 +532,7 @@ class TextNeighboursBuilder(corpus.Builder):
     def _documents(self, unit: corpus.Unit, skipped: Counter) -> Iterator[tuple[str, str]]:
         kind, spec = unit.payload
         if kind == "tfds":
-            yield from _iter_tfds(spec, self.tfds_data_dir, self.text_field, self.id_field)
+            yield from _iter_tfds(spec, self.tfds_data_dir, self.text_field, self.id_field, skipped)
             return
         base = os.path.basename(spec.rstrip(os.sep))
         paths = _files_under(spec) if os.path.isdir(spec) else [spec]
@@ -571,12 +588,13 @@ class TextNeighboursBuilder(corpus.Builder):
             "window_words": self.window_words if self.mode == "windows" else None,
             "stride": self.stride if self.mode == "windows" else None,
             "min_words": self.min_words,
-            "near_duplicate": _near_duplicate_description(self.near_duplicate_threshold),
+            "near_duplicate": near_duplicate_description(self.near_duplicate_threshold),
             "split_rule": "int(sha1(doc_id).hexdigest(), 16) % 10: 0 test, 1 validation",
         }
 
 
-def _near_duplicate_description(threshold: float | None) -> dict | None:
+def near_duplicate_description(threshold: float | None) -> dict | None:
+    """The near-duplicate filter's settings, for a builder's description."""
     if threshold is None:
         return None
     f = NearDuplicateFilter(threshold)
@@ -599,3 +617,60 @@ def _tree_sha256(root: str, paths: Sequence[str]) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The chunk filters' flags (`--min_words`, `--near_duplicate_threshold`)."""
+    parser.add_argument(
+        "--min_words",
+        type=int,
+        default=DEFAULT_MIN_WORDS,
+        help="chunks with fewer whitespace words are dropped as too short",
+    )
+    parser.add_argument(
+        "--near_duplicate_threshold",
+        type=float,
+        default=0.7,
+        help="estimated Jaccard of word 3-grams at which a chunk is a near-duplicate; "
+        "0 turns the filter off",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the generic `text_neighbours` corpus."""
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        help="a text file, a directory of them (one file = one document) or a .jsonl(.gz) "
+        "file; repeat for several",
+    )
+    parser.add_argument(
+        "--tfds", action="append", default=[], help="NAME:SPLIT of a locally prepared dataset"
+    )
+    parser.add_argument("--tfds_data_dir", default=None, help="TFDS data directory")
+    parser.add_argument("--text_field", default="text", help="JSONL field / TFDS feature")
+    parser.add_argument("--id_field", default=None, help="document id field (default: line)")
+    parser.add_argument("--mode", choices=MODES, default="paragraphs")
+    parser.add_argument("--window_words", type=int, default=128, help="words per window")
+    parser.add_argument("--stride", type=int, default=None, help="default: --window_words")
+    add_filter_arguments(parser)
+
+
+def builder_from_args(args: argparse.Namespace) -> TextNeighboursBuilder:
+    """The `text_neighbours` builder of parsed flags (`add_arguments`)."""
+    return TextNeighboursBuilder(
+        args.input,
+        args.tfds,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        mode=args.mode,
+        window_words=args.window_words,
+        stride=args.stride,
+        min_words=args.min_words,
+        near_duplicate_threshold=args.near_duplicate_threshold or None,
+        tfds_data_dir=args.tfds_data_dir,
+    )

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from data_pipelines import corpus
+from data_pipelines import corpus, debian_packages, python_docs
 from data_pipelines import text_neighbours as tn
 
 # Three unrelated prose paragraphs, written for these tests.
@@ -228,3 +228,316 @@ def test_tfds_never_downloads(tmp_path):
     with pytest.raises(FileNotFoundError, match="not prepared"):
         list(builder.extract(builder.units()[0], collections.Counter()))
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- Debian packages
+
+
+def _fake_apt(tmp_path, monkeypatch, deb: str, known: list[str], after_update: list[str]):
+    """`apt-get` and `apt-cache` stand-ins on PATH: they know the `pkg=version`s in `known`
+    (`after_update` once `apt-get update` ran), download `deb`, and log their calls."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "apt-state"
+    bin_dir.mkdir()
+    state.mkdir()
+    (state / "known").write_text("".join(f"{k}\n" for k in known))
+    (state / "after_update").write_text("".join(f"{k}\n" for k in after_update))
+    scripts = {
+        "apt-cache": f"""#!/bin/sh
+echo "apt-cache $*" >> {state}/log
+grep -qxF "$2" {state}/known && echo "Package: ${{2%%=*}}" && exit 0
+exit 100
+""",
+        "apt-get": f"""#!/bin/sh
+echo "apt-get $*" >> {state}/log
+if [ "$1" = update ]; then cp {state}/after_update {state}/known; exit 0; fi
+if ! grep -qxF "$2" {state}/known; then echo "E: Version '$2' was not found" >&2; exit 100; fi
+cp {deb} ./fake_1.0_all.deb
+""",
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return state / "log"
+
+
+@pytest.fixture
+def fake_deb(tmp_path):
+    files = {"usr/share/fake/a.txt": b"alpha", "usr/share/fake/sub/b.txt": b"beta", "etc/x": b"x"}
+    deb = debian_packages.build_deb(files, str(tmp_path / "fake.deb"), "fake", "1:1.0-1")
+    return deb, debian_packages.PinnedDeb("fake", "1:1.0-1", debian_packages.sha256_of(deb))
+
+
+def test_iter_deb_files(fake_deb, tmp_path):
+    deb, _ = fake_deb
+    assert list(debian_packages.iter_deb_files(deb, "usr/share/fake/")) == [
+        ("usr/share/fake/a.txt", b"alpha"),
+        ("usr/share/fake/sub/b.txt", b"beta"),
+    ]
+    assert sorted(name for name, _ in debian_packages.iter_deb_files(deb)) == [
+        "etc/x",
+        "usr/share/fake/a.txt",
+        "usr/share/fake/sub/b.txt",
+    ]
+    (tmp_path / "not.deb").write_bytes(b"not an archive")
+    with pytest.raises(RuntimeError, match="not.deb"):
+        list(debian_packages.iter_deb_files(str(tmp_path / "not.deb")))
+
+
+def test_download_deb_verifies_and_caches(fake_deb, tmp_path, monkeypatch):
+    deb, pin = fake_deb
+    log = _fake_apt(tmp_path, monkeypatch, deb, known=["fake=1:1.0-1"], after_update=[])
+    cache = str(tmp_path / "cache")
+    path = debian_packages.download_deb(pin, cache, log=lambda *_: None)
+    assert path == os.path.join(cache, "fake_1%3A1.0-1.deb")
+    assert debian_packages.sha256_of(path) == pin.sha256
+    assert log.read_text() == "apt-cache show fake=1:1.0-1\napt-get download fake=1:1.0-1\n"
+    assert debian_packages.download_deb(pin, cache, log=lambda *_: None) == path
+    assert log.read_text().count("\n") == 2  # cached: apt was not asked again
+    assert os.listdir(cache) == ["fake_1%3A1.0-1.deb"]
+
+
+def test_download_deb_updates_lists_only_for_an_unknown_version(fake_deb, tmp_path, monkeypatch):
+    deb, pin = fake_deb
+    log = _fake_apt(tmp_path, monkeypatch, deb, known=[], after_update=["fake=1:1.0-1"])
+    debian_packages.download_deb(pin, str(tmp_path / "cache"), log=lambda *_: None)
+    assert log.read_text().split("\n")[:3] == [
+        "apt-cache show fake=1:1.0-1",
+        "apt-get update",
+        "apt-cache show fake=1:1.0-1",
+    ]
+
+
+def test_download_deb_errors(fake_deb, tmp_path, monkeypatch):
+    deb, pin = fake_deb
+    _fake_apt(tmp_path, monkeypatch, deb, known=["fake=1:1.0-1"], after_update=["fake=1:1.0-1"])
+    cache = str(tmp_path / "cache")
+    gone = pin._replace(version="0.9-1")
+    with pytest.raises(debian_packages.PackageUnavailableError, match="update the pin"):
+        debian_packages.download_deb(gone, cache, log=lambda *_: None)
+    wrong = pin._replace(sha256="0" * 64)
+    with pytest.raises(ValueError, match=f"sha256 {pin.sha256}.*pin says 0000"):
+        debian_packages.download_deb(wrong, cache, log=lambda *_: None)
+    assert [n for n in os.listdir(cache) if not n.startswith(".")] == []
+
+
+# ----------------------------------------------------------------------------- reST
+
+REST = """\
+.. _intro-label:
+
+*************
+Intro to Tea
+*************
+
+.. module:: tea
+   :synopsis: Brewing.
+
+Tea is brewed from the leaves of :class:`~plants.Camellia` with :func:`os.boil`, see
+:ref:`steeping` and :pep:`8` (or `the wiki <https://example.org/tea>`_ [#f1]_).
+A line with **strong**, *emphasis*, ``*literal*`` and an\\ escape.
+
+Here is an example::
+
+   pot = Pot()
+   pot.fill()
+
+.. code-block:: python
+
+   print("hidden")
+
+.. note::
+   Always warm the pot
+   first.
+
+--------------
+
+* A bullet that
+  continues here.
+
+>>> brew()
+'tea'
+
++-----+-----+
+| a   | b   |
++-----+-----+
+
+.. _steeping:
+
+Steeping
+========
+
+.. index:: single: steeping
+
+.. function:: steep(pot, minutes=3)
+              steep_more(pot)
+   :noindex:
+
+   Leave the leaves in the water.
+
+   .. versionchanged:: 3.2
+      The *minutes* argument.
+
+After the function comes more text.
+
+.. This is a comment
+   over two lines.
+
+Expanded form ::
+
+    literal
+
+These are the last words here.
+"""
+
+
+def test_rest_paragraphs():
+    labels = python_docs.rest_labels(REST)
+    assert labels == {"intro-label": "Intro to Tea", "steeping": "Steeping"}
+    skipped = collections.Counter()
+    got = python_docs.rest_paragraphs(REST, labels, skipped)
+    assert [(p.group, p.section, p.text) for p in got] == [
+        (
+            1,
+            "Intro to Tea",
+            "Tea is brewed from the leaves of Camellia with os.boil, see Steeping and PEP 8 "
+            "(or the wiki). A line with strong, emphasis, *literal* and anescape.",
+        ),
+        (1, "Intro to Tea", "Here is an example:"),
+        (1, "Intro to Tea", "Always warm the pot first."),
+        (2, "Intro to Tea", "A bullet that continues here."),
+        (4, "Steeping", "Leave the leaves in the water."),
+        (4, "Steeping", "Changed in version 3.2: The minutes argument."),
+        (5, "Steeping", "After the function comes more text."),
+        (5, "Steeping", "Expanded form"),
+        (5, "Steeping", "These are the last words here."),
+    ]
+    assert skipped == {"code_block": 4, "table": 1}
+
+
+@pytest.mark.parametrize(
+    "markup, text",
+    [
+        (":meth:`!dict.get`", "dict.get"),
+        (":c:func:`PyList_New`", "PyList_New"),
+        (":ref:`the guide <guide-label>`", "the guide"),
+        (":ref:`unknown-label`", "unknown-label"),
+        (":rfc:`2822#section-3`", "RFC 2822"),
+        (":issue:`1234` and :gh:`99`", "bpo-1234 and gh-99"),
+        ("`Sphinx`_ and `anonymous`__ links", "Sphinx and anonymous links"),
+        ("|version| of *args* and ``**kwargs``", "version of args and **kwargs"),
+        ("a *b* c * d", "a b c * d"),
+    ],
+)
+def test_strip_rest_inline(markup, text):
+    assert python_docs.strip_rest_inline(markup) == text
+
+
+def _fake_python_docs(tmp_path):
+    sources = python_docs.PYTHON_DOCS_SOURCES
+    files = {
+        f"{sources}tutorial/tea.rst.txt": REST.encode(),
+        f"{sources}library/plain.rst.txt": f"Plain\n=====\n\n{PROSE[0]}\n\n{PROSE[1]}\n".encode(),
+        f"{sources}license.rst.txt": f"{PROSE[2]}\n\n{LONG}\n".encode(),
+        f"{sources}bad.rst.txt": b"caf\xe9\n",
+        f"{sources}image.png": b"\x89PNG",
+        "usr/share/doc/python3.11/html/index.html": b"<html></html>",
+    }
+    deb = debian_packages.build_deb(files, str(tmp_path / "d.deb"), "python3.11-doc", "3.11.2-1")
+    pin = debian_packages.PinnedDeb("python3.11-doc", "3.11.2-1", debian_packages.sha256_of(deb))
+    (tmp_path / "cache").mkdir()
+    os.rename(deb, tmp_path / "cache" / pin.filename)
+    return str(tmp_path / "cache"), pin
+
+
+def test_python_docs_end_to_end(tmp_path):
+    cache, pin = _fake_python_docs(tmp_path)
+    builder = python_docs.PythonDocsBuilder(cache, pin=pin)
+    out = str(tmp_path / "python_docs")
+    manifest = corpus.build(builder, out, log=lambda *_: None)
+    records = [r for split in manifest["counts"] for r in corpus.read_split(out, split)]
+    got = sorted(
+        (r["doc_id"], r["position"], r["section"], r["query"], r["document"]) for r in records
+    )
+    tea = "Tea is brewed from the leaves of Camellia with os.boil, see Steeping and PEP 8 "
+    tea += "(or the wiki). A line with strong, emphasis, *literal* and anescape."
+    # Too short (under 5 words): "Here is an example:", "Expanded form"; they are bridged.
+    assert got == [
+        ("library/plain.rst", 0, "Plain", PROSE[0], PROSE[1]),
+        ("tutorial/tea.rst", 0, "Intro to Tea", tea, "Always warm the pot first."),
+        (
+            "tutorial/tea.rst",
+            4,
+            "Steeping",
+            "Leave the leaves in the water.",
+            "Changed in version 3.2: The minutes argument.",
+        ),
+        (
+            "tutorial/tea.rst",
+            6,
+            "Steeping",
+            "After the function comes more text.",
+            "These are the last words here.",
+        ),
+    ]
+    assert {r["source"] for r in records} == {"python3.11-doc"}
+    for r in records:
+        assert builder.split(r) == tn.split_for_id(r["doc_id"])
+    assert manifest["skipped"] == {
+        "chunk_too_short": 2,
+        "code_block": 4,
+        "excluded_file": 1,  # license.rst
+        "non_utf8_file": 1,
+        "section_under_two_chunks": 1,  # the bullet, alone after a transition
+        "table": 1,
+    }
+
+
+def test_tfds_prepared_split(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow as tf
+
+    class Prepared:  # what tfds.builder returns for a prepared dataset, reduced to what is used
+        data_dir = "/nowhere"
+        info = type("Info", (), {"features": {"body": None, "key": None}})()
+
+        def is_prepared(self):
+            return True
+
+        def as_dataset(self, split, shuffle_files):
+            assert (split, shuffle_files) == ("train[:2]", False)
+            texts = [f"{PROSE[0]}\n\n{PROSE[1]}", PROSE[2]]
+            return tf.data.Dataset.from_tensor_slices({"body": texts, "key": ["k1", "k2"]})
+
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Prepared())
+    builder = tn.TextNeighboursBuilder(tfds=["docs:train[:2]"], text_field="body", id_field="key")
+    assert [u.name for u in builder.units()] == ["0000-tfds-docs_train__2_"]
+    skipped = collections.Counter()
+    records = list(builder.extract(builder.units()[0], skipped))
+    assert records == [
+        {
+            "query": PROSE[0],
+            "document": PROSE[1],
+            "source": "tfds:docs:train[:2]",
+            "doc_id": "k1",
+            "position": 0,
+        }
+    ]
+    assert skipped == {"document_under_two_chunks": 1}
+    wrong_field = tn.TextNeighboursBuilder(tfds=["docs:train[:2]"], text_field="text")
+    with pytest.raises(ValueError, match="no feature 'text'"):
+        list(wrong_field.extract(wrong_field.units()[0], skipped))
+
+
+def test_cli_flags_build_the_builders():
+    import argparse
+
+    for name, module in (("text_neighbours", tn), ("python_docs", python_docs)):
+        add_arguments, builder_from_args = module.add_arguments, module.builder_from_args
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--out_dir", default=f"data/{name}")
+        add_arguments(parser)
+        argv = ["--input", __file__, "--mode", "windows"] if name == "text_neighbours" else []
+        builder = builder_from_args(parser.parse_args(argv))
+        assert builder.name == name
+    assert builder.cache_dir == os.path.join("data", "python_docs", "downloads")
