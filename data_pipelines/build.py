@@ -30,6 +30,7 @@ CORPORA = {
     "text_neighbours": "data_pipelines.text_neighbours",
     "python_docs": "data_pipelines.python_docs",
     "wordnet": "data_pipelines.wordnet",
+    "debian_text": "data_pipelines.debian_text",
     "beir": "data_pipelines.supervised",
     "msmarco": "data_pipelines.supervised",
     "nli": "data_pipelines.supervised",
