@@ -26,6 +26,7 @@ from data_pipelines import corpus
 # corpus name -> the module that builds it (imported only when asked for).
 CORPORA = {
     "stdlib_code": "data_pipelines.python_code",
+    "pypi_code": "data_pipelines.pypi_code",
     "codesearchnet": "data_pipelines.codesearchnet",
     "text_neighbours": "data_pipelines.text_neighbours",
     "python_docs": "data_pipelines.python_docs",

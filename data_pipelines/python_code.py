@@ -166,6 +166,28 @@ def extract_pairs(
     return records
 
 
+def extract_file_pairs(data: bytes, *, path: str, module: str, skipped: Counter) -> list[dict]:
+    """`extract_pairs` of a file's raw bytes; a file that is not UTF-8 gives [] (counted)."""
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        skipped["non_utf8_file"] += 1
+        return []
+    return extract_pairs(source, path=path, module=module, skipped=skipped)
+
+
+def is_excluded_path(relative: str) -> bool:
+    """Whether a file below a source root is never read: not a `.py` file, a test file
+    (`test_*.py`, `conftest.py`), or under an `EXCLUDED_DIRS` or hidden directory.
+
+    `relative` is the path below the root, separated by `/` or `os.sep`.
+    """
+    *directories, name = relative.replace(os.sep, "/").split("/")
+    if not name.endswith(".py") or name.startswith("test_") or name == "conftest.py":
+        return True
+    return any(d in EXCLUDED_DIRS or d.startswith(".") for d in directories)
+
+
 def stdlib_root() -> str:
     return sysconfig.get_paths()["stdlib"]
 
@@ -176,9 +198,9 @@ def iter_stdlib_sources(root: str | None = None) -> Iterator[tuple[str, str]]:
     for directory, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if d not in EXCLUDED_DIRS and not d.startswith("."))
         for name in sorted(names):
-            if not name.endswith(".py") or name.startswith("test_") or name == "conftest.py":
-                continue
             relative = os.path.relpath(os.path.join(directory, name), root)
+            if is_excluded_path(relative):
+                continue
             top = relative.split(os.sep)[0]
             module = top[:-3] if top.endswith(".py") else top
             yield relative, module
@@ -208,12 +230,7 @@ class StdlibBuilder(corpus.Builder):
         for relative in unit.payload:
             with open(os.path.join(self.root, relative), "rb") as f:
                 data = f.read()
-            try:
-                source = data.decode("utf-8")
-            except UnicodeDecodeError:
-                skipped["non_utf8_file"] += 1
-                continue
-            yield from extract_pairs(source, path=relative, module=unit.name, skipped=skipped)
+            yield from extract_file_pairs(data, path=relative, module=unit.name, skipped=skipped)
 
     def split(self, record: dict) -> str:
         return split_for_module(record["module"])
