@@ -31,8 +31,7 @@ Skip reasons (manifest `skipped`): `reserved_package_file`, `excluded_file` (tes
 `duplicate`.
 
 CLI: `python -m data_pipelines.build pypi_code [--packages numpy,sympy] [--source PATH ...]
-[--cache_dir DIR]` (writes `data/pypi_code/`; downloads go to `data/pypi_code/downloads/`),
-or `python -m data_pipelines.pypi_code [options]`, the same.
+[--cache_dir DIR]` (writes `data/pypi_code/`; downloads go to `data/pypi_code/downloads/`).
 """
 
 from __future__ import annotations
