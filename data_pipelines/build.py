@@ -27,6 +27,7 @@ from data_pipelines import corpus
 CORPORA = {
     "stdlib_code": "data_pipelines.python_code",
     "pypi_code": "data_pipelines.pypi_code",
+    "tree_sitter_code": "data_pipelines.tree_sitter_code",
     "codesearchnet": "data_pipelines.codesearchnet",
     "text_neighbours": "data_pipelines.text_neighbours",
     "python_docs": "data_pipelines.python_docs",
