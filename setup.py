@@ -18,6 +18,14 @@ INSTALL_REQUIRES = [
     "bm25s>=0.2",
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    # tree-sitter with compiled grammars in their wheels (nothing fetched at run time), for
+    # the Go / Java / JavaScript / PHP / Ruby code corpus.
+    "tree-sitter>=0.25",
+    "tree-sitter-go>=0.25",
+    "tree-sitter-java>=0.23",
+    "tree-sitter-javascript>=0.25",
+    "tree-sitter-php>=0.25",
+    "tree-sitter-ruby>=0.23",
 ]
 
 EXTRAS_REQUIRE = {

@@ -795,4 +795,3 @@ def builder_from_args(args: argparse.Namespace) -> PyPICodeBuilder:
         cache_dir=args.cache_dir or os.path.join(out_dir, "downloads"),
         pip_timeout=args.pip_timeout,
     )
-
