@@ -29,6 +29,14 @@ import tensorflow as tf
 from data_pipelines import corpus
 
 TEXT_FIELDS = ("query", "document")
+# The built-in corpora (`python -m data_pipelines.build <name>`) of the default mixtures.
+CODE_CORPORA = ("pypi_code", "stdlib_code", "tree_sitter_code")
+TEXT_CORPORA = ("debian_text", "python_docs", "wordnet")
+DEFAULT_MIXTURES = {
+    "cpt_code": CODE_CORPORA,
+    "cpt_text": TEXT_CORPORA,
+    "cpt_code_text": CODE_CORPORA + TEXT_CORPORA,
+}
 # task name -> (corpus directory, vocabulary path) of the pairs tasks registered here, so
 # that readers can cache a task's tokenised split beside its corpus.
 _REGISTERED: dict[str, tuple[str, str]] = {}
@@ -185,3 +193,26 @@ def register_pairs_mixture(
         task_names.append(task.name)
     seqio.MixtureRegistry.remove(name)
     return seqio.MixtureRegistry.add(name, list(zip(task_names, rates)))
+
+
+def register_default_mixtures(
+    vocabulary_path: str, data_root: str = "data", *, temperature: float = 2.0
+) -> dict[str, seqio.Mixture]:
+    """Registers `cpt_code`, `cpt_text` and `cpt_code_text` over the built-in corpora in
+    `data_root` (tasks `pairs_<corpus>`), rates by size with `temperature`.
+
+    Every corpus must be built (an error names the missing one and its build command).
+    """
+    mixtures = {}
+    for name, corpora in DEFAULT_MIXTURES.items():
+        data_dirs = [os.path.join(data_root, c) for c in corpora]
+        for corpus_name, data_dir in zip(corpora, data_dirs):
+            if not os.path.exists(os.path.join(data_dir, corpus.MANIFEST)):
+                raise FileNotFoundError(
+                    f"{data_dir}: corpus {corpus_name!r} is not built "
+                    f"(python -m data_pipelines.build {corpus_name} --out_dir {data_dir})"
+                )
+        mixtures[name] = register_pairs_mixture(
+            name, data_dirs, vocabulary_path, temperature=temperature
+        )
+    return mixtures

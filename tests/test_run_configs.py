@@ -131,3 +131,42 @@ def test_finetune_recipe_trains_with_hard_negatives(tmp_path, stdlib_corpus):
     )
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["loss"] > 0 for m in metrics)
+
+
+def test_recipes_name_the_default_mixtures_corpora():
+    """The gin recipes and `tasks.DEFAULT_MIXTURES` list the same built-in corpora."""
+    from data_pipelines import tasks
+
+    expected = {
+        "pretrain_code": tasks.DEFAULT_MIXTURES["cpt_code"],
+        "pretrain_text": tasks.DEFAULT_MIXTURES["cpt_text"],
+        "pretrain_mixture": tasks.DEFAULT_MIXTURES["cpt_code_text"],
+    }
+    for name, corpora in expected.items():
+        gin.clear_config()
+        try:
+            train.parse_gin([f"runs/{name}.gin"], [])
+            assert train.PairData().data_dirs == [f"data/{c}" for c in corpora], name
+        finally:
+            gin.clear_config()
+
+
+def test_default_mixtures_register_over_a_data_root(tmp_path, stdlib_corpus):
+    from data_pipelines import tasks
+
+    with pytest.raises(FileNotFoundError, match="corpus 'pypi_code' is not built"):
+        tasks.register_default_mixtures(stdlib_corpus["vocabulary"], str(tmp_path))
+    for i, name in enumerate(tasks.CODE_CORPORA + tasks.TEXT_CORPORA):
+        records = [{"query": f"{name} q {j}", "document": f"{name} d {j}"} for j in range(i + 1)]
+        corpus.build(GivenPairs(name, records), str(tmp_path / name), log=lambda *_: None)
+    mixtures = tasks.register_default_mixtures(stdlib_corpus["vocabulary"], str(tmp_path))
+    code = mixtures["cpt_code"]
+    assert [t.name for t in code.tasks] == [
+        "pairs_pypi_code",
+        "pairs_stdlib_code",
+        "pairs_tree_sitter_code",
+    ]
+    rates = [code.get_rate(t) for t in code.tasks]
+    expected = [n**0.5 for n in (1, 2, 3)]  # sizes 1, 2, 3 at temperature 2
+    assert rates == pytest.approx([e / sum(expected) for e in expected])
+    assert len(mixtures["cpt_code_text"].tasks) == 6
