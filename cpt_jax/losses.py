@@ -26,9 +26,13 @@ Hard negatives `[b, N, d]` add columns to the query->document direction only; gl
 columns are laid out `[positives (B) | negatives (B*N)]`, the negative block example-major
 (example 0's N negatives, then example 1's, ...), so row i's label is always column i.
 
-False negatives: pass an integer id per text (e.g. a 31-bit hash of it); an in-batch
-candidate whose id equals the positive's is masked out (its logit set to -inf). Never mask by
-embedding equality (dropout makes identical texts embed differently).
+False negatives: pass an integer id per text (e.g. a 31-bit hash of it). In-batch pair j is
+masked out of row i's candidates (its logit set to -inf) when pair j is another positive of
+row i: in the query->document direction when `document_ids[j] == document_ids[i]` (the same
+text) or `query_ids[j] == query_ids[i]` (a query with several positives, as in supervised
+data); in the document->query direction when either id matches likewise. Hard negatives are
+masked when their id equals the row's positive document's. Never mask by embedding equality
+(dropout makes identical texts embed differently).
 """
 
 from __future__ import annotations
@@ -217,8 +221,12 @@ def _score(block: _Rows, columns: _Columns, scale) -> _ScoredBlock:
     cols = scale * _dot(block.documents, columns.queries)
     if block.document_ids is not None:
         rows = _mask_same_ids(rows, block.document_ids, columns.document_ids, block.labels)
+        # d_i's own text is also the positive of every pair sharing it: their queries too.
+        cols = _mask_same_ids(cols, block.document_ids, columns.document_ids, block.labels)
     if block.query_ids is not None:
         cols = _mask_same_ids(cols, block.query_ids, columns.query_ids, block.labels)
+        # A query with several positives (several pairs in the batch): all are positives.
+        rows = _mask_same_ids(rows, block.query_ids, columns.query_ids, block.labels)
     if columns.negatives is not None:
         negative_logits = scale * _dot(block.queries, columns.negatives)
         if columns.negative_ids is not None:
@@ -302,12 +310,11 @@ def symmetric_info_nce(
         `[positives (B) | negatives (B*N)]`, the negatives example-major (example 0's N,
         then example 1's, ...), and every query is scored against every hard negative of
         the batch. The document->query direction stays B documents vs B queries.
-      query_ids: optional `[b]` integer ids of the query texts. In the document->query
-        direction, for document j, every query i != j with `query_ids[i] == query_ids[j]`
-        is masked.
-      document_ids: optional `[b]` integer ids of the document texts. In the
-        query->document direction, for query i, every document j != i with
-        `document_ids[j] == document_ids[i]` is masked.
+      query_ids: optional `[b]` integer ids of the query texts. Pairs i != j with
+        `query_ids[i] == query_ids[j]` are each other's positives: masked in both
+        directions (the same query text, or one query with several positive documents).
+      document_ids: optional `[b]` integer ids of the document texts; pairs with equal
+        document ids are masked in both directions likewise.
       negative_ids: optional `[b, N]` integer ids of the hard negatives (needs
         `document_ids`): for query i, every hard-negative column whose id equals
         `document_ids[i]` is masked. A row's own positive is never masked.

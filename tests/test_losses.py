@@ -41,12 +41,14 @@ def reference(q, d, s, negatives=None, query_ids=None, document_ids=None, negati
         columns = np.concatenate([d, negatives.astype(np.float64).reshape(-1, q.shape[1])])
     row_mask = np.zeros((b, len(columns)), bool)  # True = excluded
     col_mask = np.zeros((b, b), bool)  # [document j, query i]
+    same_query = lambda i, j: query_ids is not None and query_ids[i] == query_ids[j]
+    same_document = lambda i, j: document_ids is not None and document_ids[i] == document_ids[j]
     for i in range(b):
         for j in range(b):
-            if i != j and document_ids is not None and document_ids[j] == document_ids[i]:
+            # Pair j is another positive of pair i when it shares either text.
+            if i != j and (same_document(i, j) or same_query(i, j)):
                 row_mask[i, j] = True
-            if i != j and query_ids is not None and query_ids[i] == query_ids[j]:
-                col_mask[j, i] = True
+                col_mask[i, j] = True
         if negative_ids is not None:
             for k, nid in enumerate(negative_ids.reshape(-1)):
                 row_mask[i, b + k] = nid == document_ids[i]
@@ -74,10 +76,13 @@ def reference_by_deletion(q, d, s, query_ids, document_ids):
     q, d = q.astype(np.float64), d.astype(np.float64)
     total = 0.0
     for i in range(len(q)):
-        keep = [j for j in range(len(d)) if j == i or document_ids[j] != document_ids[i]]
+        keep = [
+            j
+            for j in range(len(d))
+            if j == i or (document_ids[j] != document_ids[i] and query_ids[j] != query_ids[i])
+        ]
         z = s * d[keep] @ q[i]
         total += 0.5 * (np.log(np.exp(z).sum()) - s * q[i] @ d[i])
-        keep = [j for j in range(len(q)) if j == i or query_ids[j] != query_ids[i]]
         z = s * q[keep] @ d[i]
         total += 0.5 * (np.log(np.exp(z).sum()) - s * q[i] @ d[i])
     return total / len(q)
@@ -352,7 +357,7 @@ def test_masking_equals_removing_the_duplicate_candidates():
     )
     unmasked = float(losses.symmetric_info_nce(q, d, logit_scale=s))
     assert masked < unmasked - 1e-3  # removing false negatives lowers the loss
-    # Each id array masks its own direction only.
+    # Either id array alone masks the pairs that share its text, in both directions.
     only_docs = float(losses.symmetric_info_nce(q, d, logit_scale=s, document_ids=document_ids))
     np.testing.assert_allclose(
         only_docs, reference(q, d, s, document_ids=document_ids)[0], rtol=RTOL
