@@ -4,6 +4,7 @@ the line and the field. Standard library only (no tensorflow, no orbax)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -66,3 +67,27 @@ def iter_records(path: str, required: Sequence[str] = ()) -> Iterator[tuple[int,
                 yield line_number, record
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+
+
+def sha256_of(path: str) -> str:
+    """The hex sha256 of a file's contents."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_sha256(root: str, suffixes: tuple[str, ...] = ()) -> str:
+    """One sha256 over the files below `root` (relative paths and contents, sorted; only
+    names ending in `suffixes` when given): fingerprints a source tree."""
+    digest = hashlib.sha256()
+    for directory, subdirs, names in os.walk(root):
+        subdirs.sort()
+        for name in sorted(names):
+            if suffixes and not name.endswith(suffixes):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, root).replace(os.sep, "/")
+            digest.update(relative.encode() + b"\0" + bytes.fromhex(sha256_of(path)))
+    return digest.hexdigest()

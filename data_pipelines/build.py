@@ -47,6 +47,7 @@ def _entry_points(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow writes the shards
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="python -m data_pipelines.build",
@@ -68,11 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     corpus_parser.add_argument(
         "--records_per_shard", type=int, default=corpus.DEFAULT_RECORDS_PER_SHARD
     )
+    corpus_parser.add_argument(
+        "--exclude_held_out_of",
+        action="append",
+        default=[],
+        metavar="CORPUS_DIR",
+        help="a built corpus whose validation/test texts must not appear in this one's "
+        "train/validation (repeat; for corpora trained together in a mixture)",
+    )
     add_arguments(corpus_parser)
     args = corpus_parser.parse_args(argv[1:])
     start = time.time()
     builder = builder_from_args(args)
-    manifest = corpus.build(builder, args.out_dir, records_per_shard=args.records_per_shard)
+    manifest = corpus.build(
+        builder,
+        args.out_dir,
+        records_per_shard=args.records_per_shard,
+        exclude_held_out_of=args.exclude_held_out_of,
+    )
     summary = {key: manifest[key] for key in ("counts", "skipped")}
     print(json.dumps(summary, indent=2))
     print(f"[{chosen}] built in {time.time() - start:.1f} s: {args.out_dir}")

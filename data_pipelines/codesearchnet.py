@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from cpt_jax import files
 from data_pipelines import corpus
 from data_pipelines.python_code import first_paragraph
 
@@ -55,7 +54,7 @@ class CodeSearchNetBuilder(corpus.Builder):
 
     def units(self) -> list[corpus.Unit]:
         return [
-            corpus.Unit(f"{i:04d}-{re.sub(r'[^A-Za-z0-9._+-]', '_', os.path.basename(p))}", p)
+            corpus.Unit(f"{i:04d}-{corpus.safe_unit_name(os.path.basename(p))}", p)
             for i, p in enumerate(self.paths)
         ]
 
@@ -104,17 +103,11 @@ class CodeSearchNetBuilder(corpus.Builder):
     def description(self) -> dict:
         return {
             "format": "CodeSearchNet jsonl",
-            "files": [{"file": os.path.basename(p), "sha256": _sha256(p)} for p in self.paths],
+            "files": [
+                {"file": os.path.basename(p), "sha256": files.sha256_of(p)} for p in self.paths
+            ],
             "split_rule": "CodeSearchNet's own partition field (valid -> validation)",
         }
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,9 +15,10 @@ one unit into records. `build`:
    mid-way restarts from the first unfinished unit: finished units are neither lost nor
    extracted twice); the cache is keyed by a fingerprint of `builder.description()`, so a
    changed configuration never reuses stale extractions;
-2. merges the units in order: global de-duplication (first occurrence wins), the split of
-   each record, the text ids `query_id`, `document_id` (and `negative_ids`) used to mask
-   false negatives;
+2. merges the units in order: global de-duplication (a text held out in validation or test
+   is dropped from the lower splits; otherwise the first occurrence wins), optionally
+   against other corpora's held-out records too; the split of each record; the text ids
+   `query_id`, `document_id` (and `negative_ids`) used to mask false negatives;
 3. writes each split's shards atomically and then `manifest.json` last: a directory with a
    manifest is a finished corpus; shards left over from an earlier build are removed.
 
@@ -54,6 +55,12 @@ DEFAULT_RECORDS_PER_SHARD = 20_000
 # Field types as written in the manifest's schema.
 STRING, INT, STRING_LIST, INT_LIST = "string", "int", "string_list", "int_list"
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+def safe_unit_name(text: str) -> str:
+    """`text` made into a unit name: characters outside `[A-Za-z0-9._+-]` become `_`, and
+    it is cut to 100 characters (unit names are file names)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)[:100]
 
 
 class Unit(NamedTuple):
@@ -253,19 +260,57 @@ class _ShardWriter:
 # ----------------------------------------------------------------------------- build
 
 
+def _key_digest(builder: Builder, record: dict) -> bytes | None:
+    key = builder.dedup_key(record)
+    return None if key is None else hashlib.sha1(key.encode()).digest()
+
+
+def _best_splits(builder: Builder, units: Sequence[Unit], cache_dir: str) -> dict[bytes, int]:
+    """For every de-duplication key: the highest split (index in `SPLITS`) it occurs in."""
+    best: dict[bytes, int] = {}
+    for unit in units:
+        for record in _read_unit(cache_dir, unit):
+            digest, split = _key_digest(builder, record), builder.split(record)
+            if digest is not None and split in SPLITS:  # a bad split is reported later
+                best[digest] = max(best.get(digest, 0), SPLITS.index(split))
+    return best
+
+
+def _held_out_keys(builder: Builder, data_dirs: Sequence[str]) -> set[bytes]:
+    """The de-duplication keys (by `builder`) of other corpora's validation and test records."""
+    keys: set[bytes] = set()
+    for data_dir in data_dirs:
+        shards = read_manifest(data_dir)["shards"]
+        for split in ("validation", "test"):
+            if split in shards:
+                for record in read_split(data_dir, split):
+                    digest = _key_digest(builder, record)
+                    if digest is not None:
+                        keys.add(digest)
+    return keys
+
+
 def build(
     builder: Builder,
     out_dir: str,
     *,
     records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
+    exclude_held_out_of: Sequence[str] = (),
     log=print,
 ) -> dict:
     """Builds (or resumes building) `builder`'s corpus in `out_dir`; returns the manifest.
+
+    De-duplication keeps one record per `dedup_key`, in the highest split it occurs in
+    (test, then validation, then train; the first occurrence in unit order within it), so
+    a text that is held out is never also trained on.
 
     Args:
       builder: what to build.
       out_dir: the corpus directory (created).
       records_per_shard: records per TFRecord file.
+      exclude_held_out_of: other finished corpora whose validation and test records must
+        not appear in this corpus's train or validation splits (same `dedup_key`); such
+        records are skipped as `held_out_elsewhere`. For corpora trained in one mixture.
       log: progress lines go here (`print` by default; `lambda *_: None` silences).
     """
     if records_per_shard < 1:
@@ -279,7 +324,11 @@ def build(
     if duplicated:
         raise ValueError(f"unit names must be unique; repeated: {duplicated}")
 
-    finished = _finished_manifest(out_dir, builder, names, records_per_shard)
+    exclusions = [
+        {"corpus_dir": d, "fingerprint": read_manifest(d)["fingerprint"]}
+        for d in exclude_held_out_of
+    ]
+    finished = _finished_manifest(out_dir, builder, names, records_per_shard, exclusions)
     if finished is not None:
         log(f"[{builder.name}] already built: {finished['counts']} in {out_dir}")
         return finished
@@ -303,14 +352,20 @@ def build(
             f"{done[unit.name]['records']} records ({state})"
         )
 
-    # Stage 2: merge in unit order (de-duplicate, split, ids) and write the shards.
+    # Stage 2: merge in unit order (de-duplicate, split, ids) and write the shards. The old
+    # manifest goes first: a rebuild killed while rewriting shards is not a finished corpus.
+    manifest_path = os.path.join(out_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)
     skipped: collections.Counter = collections.Counter()
     for unit_done in done.values():
         skipped.update(unit_done["skipped"])
+    excluded = _held_out_keys(builder, exclude_held_out_of)
+    best = _best_splits(builder, units, cache_dir)
     record_schema: dict[str, str] | None = None  # the fields every record must have
     schema: dict[str, str] = {}  # the same plus the text ids (what the shards hold)
     writers: dict[str, _ShardWriter] = {}
-    seen: set[bytes] = set()
+    written: set[bytes] = set()
     for unit in units:
         for index, record in enumerate(_read_unit(cache_dir, unit)):
             where = f"unit {unit.name!r}, record {index}"
@@ -322,16 +377,18 @@ def build(
                     f"{where}: fields {found} differ from the corpus's first record's "
                     f"{record_schema}"
                 )
-            key = builder.dedup_key(record)
-            if key is not None:
-                digest = hashlib.sha1(key.encode()).digest()
-                if digest in seen:
-                    skipped["duplicate"] += 1
-                    continue
-                seen.add(digest)
             split = builder.split(record)
             if split not in SPLITS:
                 raise ValueError(f"{where}: split {split!r} is not one of {SPLITS}")
+            digest = _key_digest(builder, record)
+            if digest is not None:
+                if digest in written or SPLITS.index(split) < best[digest]:
+                    skipped["duplicate"] += 1
+                    continue
+                if split != "test" and digest in excluded:
+                    skipped["held_out_elsewhere"] += 1
+                    continue
+                written.add(digest)
             if split not in writers:
                 writers[split] = _ShardWriter(out_dir, split, schema, records_per_shard)
             writers[split].add(_with_ids(record))
@@ -353,6 +410,7 @@ def build(
         ],
         "fingerprint": fingerprint(builder),
         "records_per_shard": records_per_shard,
+        "excluded_held_out_of": exclusions,
         "source": builder.description(),
     }
     files.write_json_atomic(os.path.join(out_dir, MANIFEST), manifest)
@@ -364,7 +422,7 @@ def build(
     return manifest
 
 
-def _finished_manifest(out_dir, builder, unit_names, records_per_shard) -> dict | None:
+def _finished_manifest(out_dir, builder, unit_names, records_per_shard, exclusions) -> dict | None:
     """The manifest of an identical finished build in `out_dir` whose shards all exist."""
     path = os.path.join(out_dir, MANIFEST)
     if not os.path.exists(path):
@@ -375,6 +433,7 @@ def _finished_manifest(out_dir, builder, unit_names, records_per_shard) -> dict 
         manifest.get("format") == FORMAT
         and manifest.get("fingerprint") == fingerprint(builder)
         and manifest.get("records_per_shard") == records_per_shard
+        and manifest.get("excluded_held_out_of") == exclusions
         and [u["name"] for u in manifest.get("units", [])] == unit_names
     )
     shards = [s for split in manifest.get("shards", {}).values() for s in split]

@@ -20,7 +20,6 @@ data archive into Python's `tarfile`.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import shutil
 import subprocess
@@ -29,6 +28,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import NamedTuple
 from urllib.parse import quote
+
+from cpt_jax import files
 
 
 class PinnedDeb(NamedTuple):
@@ -50,15 +51,6 @@ class PinnedDeb(NamedTuple):
 
 class PackageUnavailableError(RuntimeError):
     """The pinned package version cannot be fetched from the configured apt sources."""
-
-
-def sha256_of(path: str) -> str:
-    """The hex sha256 of a file's contents."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
@@ -98,7 +90,7 @@ def download_deb(pin: PinnedDeb, cache_dir: str, *, log=print) -> str:
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, pin.filename)
     if os.path.exists(path):
-        actual = sha256_of(path)
+        actual = files.sha256_of(path)
         if actual == pin.sha256:
             return path
         log(f"{path}: sha256 {actual} is not the pinned {pin.sha256}; downloading again")
@@ -121,7 +113,7 @@ def download_deb(pin: PinnedDeb, cache_dir: str, *, log=print) -> str:
                 f"apt-get download {pin.package}={pin.version} failed "
                 f"(exit {result.returncode}, files {downloaded}): {result.stderr.strip()[-500:]}"
             )
-        actual = sha256_of(downloaded[0])
+        actual = files.sha256_of(downloaded[0])
         if actual != pin.sha256:
             raise ValueError(
                 f"{pin.package}={pin.version}: the downloaded .deb has sha256 {actual}, "

@@ -70,8 +70,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
+from cpt_jax.files import sha256_of
 from data_pipelines import corpus
-from data_pipelines.debian_packages import sha256_of
 from data_pipelines.text_neighbours import (
     NearDuplicateFilter,
     filtered_pairs,

@@ -39,7 +39,9 @@ from cpt_jax import files
 
 MODEL_FEATURES = ("queries", "documents", "query_ids", "document_ids")
 NEGATIVE_FEATURES = ("negatives", "negative_ids")
-_CHOICE_BLOCK = 4096  # single-task choices are drawn in blocks: choice(k) is O(1) to find
+_CHOICE_BLOCK = 4096
+# Bump when tokenisation or feature conversion changes: it keys the tokenised-split caches.
+TOKENIZED_CACHE_VERSION = 1  # single-task choices are drawn in blocks: choice(k) is O(1) to find
 
 
 def load_pairs(data_dir: str, split: str, required: Sequence[str] = ("query", "document")):
@@ -95,6 +97,8 @@ class StepIndexedOrder:
         self.seed = seed
         self.single_task_batches = single_task_batches and len(sizes) > 1
         self.shuffle = shuffle
+        # Batches each task served before block i of single-task choices (grows lazily).
+        self._served_before_block = [np.zeros(len(sizes), dtype=np.int64)]
 
     # -- each task's stream
     @functools.lru_cache(maxsize=8)  # noqa: B019 (a handful of orders live per process)
@@ -120,18 +124,26 @@ class StepIndexedOrder:
         edges = np.floor(step * self.global_batch * self.cumulative).astype(np.int64)
         return np.diff(edges)
 
+    @functools.lru_cache(maxsize=2)  # noqa: B019
     def _choices(self, block: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 1_000_003, block])
         return np.searchsorted(self.cumulative[1:-1], rng.random(_CHOICE_BLOCK), side="right")
 
     def _single_task_state(self, step: int) -> tuple[int, np.ndarray]:
-        """The task of batch `step` and the batches each task served before it."""
+        """The task of batch `step` and the batches each task served before it.
+
+        Per-block task counts are summed once and kept, so consecutive steps cost O(1);
+        the first call at step k (a resume) draws the k // 4096 blocks before it, once.
+        """
         full, rest = divmod(step, _CHOICE_BLOCK)
-        before = np.zeros(len(self.sizes), dtype=np.int64)
-        for block in range(full):
-            before += np.bincount(self._choices(block), minlength=len(self.sizes))
+        while len(self._served_before_block) <= full:
+            block = len(self._served_before_block) - 1
+            counts = np.bincount(self._choices(block), minlength=len(self.sizes))
+            self._served_before_block.append(self._served_before_block[-1] + counts)
         choices = self._choices(full)
-        before += np.bincount(choices[:rest], minlength=len(self.sizes))
+        before = self._served_before_block[full] + np.bincount(
+            choices[:rest], minlength=len(self.sizes)
+        )
         return int(choices[rest]), before
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +205,8 @@ def _cache_path(task_name, split, sequence_lengths, num_negatives) -> str | None
     key.update(json.dumps([manifest["fingerprint"], manifest["shards"].get(split)]).encode())
     with open(vocabulary_path, "rb") as f:
         key.update(f.read())
-    key.update(json.dumps([split, sorted(sequence_lengths.items()), num_negatives]).encode())
+    settings = [TOKENIZED_CACHE_VERSION, split, sorted(sequence_lengths.items()), num_negatives]
+    key.update(json.dumps(settings).encode())
     return os.path.join(data_dir, ".tokenized", f"{split}-{key.hexdigest()[:20]}.npz")
 
 

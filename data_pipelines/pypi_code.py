@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
 import os
 import posixpath
 import re
@@ -53,6 +52,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
+from cpt_jax import files
 from data_pipelines import corpus, python_code
 
 # Bump when this module's output changes (python_code.EXTRACTION_VERSION covers extraction).
@@ -83,8 +83,19 @@ RESERVED_IMPORTS = frozenset(
 # DESIGN.md section 5: the code-search validation sets.
 VALIDATION_PACKAGES = frozenset({"astropy", "sphinx", "docutils", "pygments"})
 # Vendoring directories seen on PyPI beyond python_code.EXCLUDED_DIRS (`_vendor`, `_bundled`).
+# `_distutils` is setuptools' copy of the standard library's distutils (a held-out stdlib
+# module in `stdlib_code`): vendored code, and evaluation data elsewhere.
 VENDORED_DIRS = frozenset(
-    {"vendor", "vendored", "_vendored", "extern", "_extern", "externals", "third_party"}
+    {
+        "vendor",
+        "vendored",
+        "_vendored",
+        "extern",
+        "_extern",
+        "externals",
+        "third_party",
+        "_distutils",
+    }
 )
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _ARCHIVE_SUFFIXES = (".whl", ".zip", *_TAR_SUFFIXES)
@@ -403,19 +414,10 @@ PINNED = (
 PIP_COMMAND = [sys.executable, "-m", "pip"]
 
 
-def sha256_of(path: str) -> str:
-    """The hex sha256 of a file's contents."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: str, pin: PinnedArchive) -> None:
     """Raises `HashMismatchError` (naming package, expected and actual hash) unless the
     file at `path` has the pinned sha256."""
-    actual = sha256_of(path)
+    actual = files.sha256_of(path)
     if actual != pin.sha256:
         raise HashMismatchError(
             f"{pin.requirement}: {path} has sha256 {actual}, expected {pin.sha256} "
@@ -641,7 +643,7 @@ class Source(NamedTuple):
     def unit_name(self) -> str:
         """A filesystem-safe unit name: `numpy-1.26.4`."""
         name = f"{normalize_name(self.name)}-{self.version}" if self.version else self.name
-        return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
+        return corpus.safe_unit_name(name)
 
 
 def split_of_package(name: str) -> str:
@@ -682,14 +684,6 @@ def local_source(path: str) -> Source:
         )
     check_not_reserved(name, f"--source {path}")
     return Source(name, version, path=os.path.abspath(path))
-
-
-def _tree_digest(root: str) -> str:
-    """A sha256 over a directory's `.py` files (relative paths and contents)."""
-    digest = hashlib.sha256()
-    for member, read in _tree_files(root):
-        digest.update(member.encode() + b"\0" + hashlib.sha256(read()).digest())
-    return digest.hexdigest()
 
 
 class PyPICodeBuilder(corpus.Builder):
@@ -741,7 +735,11 @@ class PyPICodeBuilder(corpus.Builder):
             local = []
             for s in self.sources:
                 if s.path is not None:
-                    digest = _tree_digest(s.path) if os.path.isdir(s.path) else sha256_of(s.path)
+                    digest = (
+                        files.tree_sha256(s.path, (".py",))
+                        if os.path.isdir(s.path)
+                        else files.sha256_of(s.path)
+                    )
                     local.append({"path": s.path, "package": s.package, "sha256": digest})
             self._description = {
                 "kind": "pypi_python_code",

@@ -23,9 +23,11 @@ from data_pipelines.text_neighbours import (
     filtered_pairs,
     near_duplicate_description,
     normalise_whitespace,
-    safe_name,
     split_for_id,
 )
+
+# Bump when the extraction's output changes: it fingerprints cached build units.
+EXTRACTION_VERSION = 1
 
 # ----------------------------------------------------------------------------- reST
 
@@ -350,7 +352,9 @@ class PythonDocsBuilder(corpus.Builder):
         self.near_duplicate_threshold = near_duplicate_threshold
 
     def units(self) -> list[corpus.Unit]:
-        return [corpus.Unit(safe_name(f"{self.pin.package}_{self.pin.version}"), self.pin)]
+        return [
+            corpus.Unit(corpus.safe_unit_name(f"{self.pin.package}_{self.pin.version}"), self.pin)
+        ]
 
     def sources(self, skipped: Counter) -> list[tuple[str, str]]:
         """`(doc_id, reST text)` of every documentation source file, sorted by `doc_id`."""
@@ -413,6 +417,7 @@ class PythonDocsBuilder(corpus.Builder):
     def description(self) -> dict:
         return {
             "package": self.pin.describe(),
+            "extraction": EXTRACTION_VERSION,
             "files": f"{PYTHON_DOCS_SOURCES}**/*.rst.txt",
             "excluded": list(PYTHON_DOCS_EXCLUDED),
             "markup": "rest_paragraphs: prose kept, code blocks and tables dropped",

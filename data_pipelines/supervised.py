@@ -81,13 +81,13 @@ import argparse
 import csv
 import dataclasses
 import gzip
-import hashlib
 import json
 import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 
+from cpt_jax import files
 from data_pipelines import corpus
 
 # Qrels split names (as the files are named) -> corpus splits.
@@ -145,20 +145,8 @@ def _key(value) -> str | None:
     return str(value).strip() or None
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _normalise(text: str) -> str:
     return " ".join(text.split())
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
 def _stem(path: str) -> str:
@@ -238,7 +226,10 @@ def read_hard_negatives(
     `hard_negatives_duplicate_qid`.
     """
     chosen: dict[str, list[str]] = {}
+    systems_seen: set[str] = set()
     for _, line in json_objects(path, "hard_negatives", skipped):
+        if isinstance(line.get("neg"), dict):
+            systems_seen.update(line["neg"])
         qid = _key(line.get("qid"))
         candidates = _candidate_ids(line.get("neg"), systems)
         positives = line.get("pos", [])
@@ -258,6 +249,13 @@ def read_hard_negatives(
                 if len(picked) == num_negatives:
                     break
         chosen[qid] = picked
+    missing = sorted(set(systems) - systems_seen)
+    if missing:
+        # A misspelt system would otherwise just starve every query of negatives.
+        raise ValueError(
+            f"{path}: negative system(s) {missing} appear in no line "
+            f"(systems in the file: {sorted(systems_seen)})"
+        )
     return chosen
 
 
@@ -333,7 +331,7 @@ class _RetrievalBuilder(_PairsBuilder):
 
     def units(self) -> list[corpus.Unit]:
         return [
-            corpus.Unit(f"{i:02d}-{_safe(layout.dataset)}", layout)
+            corpus.Unit(f"{i:02d}-{corpus.safe_unit_name(layout.dataset)}", layout)
             for i, layout in enumerate(self.layouts)
         ]
 
@@ -413,7 +411,7 @@ class _RetrievalBuilder(_PairsBuilder):
                     "dataset": layout.dataset,
                     "splits": {split: SPLITS[split] for split, _ in layout.qrels},
                     "files": [
-                        {"file": os.path.relpath(p, layout.root), "sha256": _sha256(p)}
+                        {"file": os.path.relpath(p, layout.root), "sha256": files.sha256_of(p)}
                         for p in layout.files()
                     ],
                 }
@@ -426,7 +424,7 @@ class _RetrievalBuilder(_PairsBuilder):
         if self.hard_negatives:
             description["hard_negatives"] = {
                 "file": os.path.basename(self.hard_negatives),
-                "sha256": _sha256(self.hard_negatives),
+                "sha256": files.sha256_of(self.hard_negatives),
                 "systems": list(self.negative_systems) or "all",
             }
         return description
@@ -624,7 +622,10 @@ class MsMarcoTriplesBuilder(_PairsBuilder):
             )
 
     def units(self) -> list[corpus.Unit]:
-        return [corpus.Unit(f"{i:02d}-{_safe(_stem(p))}", p) for i, p in enumerate(self.paths)]
+        return [
+            corpus.Unit(f"{i:02d}-{corpus.safe_unit_name(_stem(p))}", p)
+            for i, p in enumerate(self.paths)
+        ]
 
     def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
         path = unit.payload
@@ -652,7 +653,9 @@ class MsMarcoTriplesBuilder(_PairsBuilder):
     def _describe(self) -> dict:
         return {
             "format": "MS MARCO triples (query \\t positive \\t negative)",
-            "files": [{"file": os.path.basename(p), "sha256": _sha256(p)} for p in self.paths],
+            "files": [
+                {"file": os.path.basename(p), "sha256": files.sha256_of(p)} for p in self.paths
+            ],
             "num_negatives": self.num_negatives,
             "dedup": "(query text, positive text, negative texts)",
         }
@@ -766,7 +769,7 @@ class NliBuilder(_PairsBuilder):
 
     def units(self) -> list[corpus.Unit]:
         return [
-            corpus.Unit(f"{i:02d}-{_safe(_stem(p))}", (p, s))
+            corpus.Unit(f"{i:02d}-{corpus.safe_unit_name(_stem(p))}", (p, s))
             for i, (p, s) in enumerate(zip(self.paths, self.splits))
         ]
 
@@ -878,7 +881,7 @@ class NliBuilder(_PairsBuilder):
         return {
             "format": f"NLI ({self.file_format})",
             "files": [
-                {"file": os.path.basename(p), "split": s, "sha256": _sha256(p)}
+                {"file": os.path.basename(p), "split": s, "sha256": files.sha256_of(p)}
                 for p, s in zip(self.paths, self.splits)
             ],
             "num_negatives": self.num_negatives,

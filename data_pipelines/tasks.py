@@ -187,6 +187,14 @@ def register_pairs_mixture(
         rates = [rates[d] for d in data_dirs]
     if len(rates) != len(data_dirs) or any(r < 0 for r in rates) or sum(rates) <= 0:
         raise ValueError(f"mixture {name!r}: bad rates {list(rates)} for {list(data_dirs)}")
+    names = [task_name_for(d, num_negatives) for d in data_dirs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        # seqio keeps one task per name: a second corpus would silently replace the first.
+        raise ValueError(
+            f"mixture {name!r}: corpora {list(data_dirs)} share task names {clashes} "
+            "(their directories have the same name); rename one directory"
+        )
     task_names = []
     for data_dir in data_dirs:
         task = register_pairs_task(None, data_dir, vocabulary_path, num_negatives=num_negatives)

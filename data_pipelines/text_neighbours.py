@@ -42,7 +42,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from cpt_jax import files
 from data_pipelines import corpus
+
+# Bump when the chunking or the filters change: it fingerprints cached build units.
+EXTRACTION_VERSION = 1
 
 # ----------------------------------------------------------------------------- chunking
 
@@ -346,11 +350,6 @@ MODES = ("paragraphs", "windows")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
-def safe_name(text: str) -> str:
-    """`text` made into a filesystem-safe build-unit name (other characters -> `_`)."""
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)[:100]
-
-
 def _read_text_file(path: str, skipped: Counter) -> str | None:
     with open(path, "rb") as f:
         raw = f.read()
@@ -513,12 +512,12 @@ class TextNeighboursBuilder(corpus.Builder):
 
     def units(self) -> list[corpus.Unit]:
         units = [
-            corpus.Unit(f"{i:04d}-{safe_name(os.path.basename(p))}", ("path", p))
+            corpus.Unit(f"{i:04d}-{corpus.safe_unit_name(os.path.basename(p))}", ("path", p))
             for i, p in enumerate(self.inputs)
         ]
         offset = len(units)
         units += [
-            corpus.Unit(f"{offset + i:04d}-tfds-{safe_name(s)}", ("tfds", s))
+            corpus.Unit(f"{offset + i:04d}-tfds-{corpus.safe_unit_name(s)}", ("tfds", s))
             for i, s in enumerate(self.tfds)
         ]
         return units
@@ -577,8 +576,10 @@ class TextNeighboursBuilder(corpus.Builder):
         inputs = []
         for path in self.inputs:
             paths = _files_under(path) if os.path.isdir(path) else [path]
-            inputs.append({"input": path, "files": len(paths), "sha256": _tree_sha256(path, paths)})
+            digest = files.tree_sha256(path) if os.path.isdir(path) else files.sha256_of(path)
+            inputs.append({"input": path, "files": len(paths), "sha256": digest})
         return {
+            "extraction": EXTRACTION_VERSION,
             "inputs": inputs,
             "tfds": self.tfds,
             "tfds_data_dir": self.tfds_data_dir,
@@ -605,18 +606,6 @@ def near_duplicate_description(threshold: float | None) -> dict | None:
         "num_perm": f.num_perm,
         "rows": f.rows,
     }
-
-
-def _tree_sha256(root: str, paths: Sequence[str]) -> str:
-    """One sha256 over the relative paths and contents of `paths` (fingerprints an input)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.path.relpath(path, os.path.dirname(root)).encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- CLI

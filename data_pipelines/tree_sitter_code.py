@@ -60,6 +60,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from cpt_jax import files
 from data_pipelines import corpus, debian_packages
 from data_pipelines.debian_packages import PinnedDeb
 
@@ -577,7 +578,7 @@ class DebianSource(NamedTuple):
 
     @property
     def unit_name(self) -> str:
-        return _safe_name(f"{self.deb.package}-{self.deb.version}")
+        return corpus.safe_unit_name(f"{self.deb.package}-{self.deb.version}")
 
     def describe(self) -> dict:
         """The source as a manifest entry."""
@@ -598,19 +599,17 @@ class LocalSource(NamedTuple):
 
     @property
     def unit_name(self) -> str:
-        return _safe_name(self.name)
+        return corpus.safe_unit_name(self.name)
 
     def describe(self) -> dict:
         """The source as a manifest entry (archives with their sha256)."""
         entry = {"path": os.path.abspath(self.path), "name": self.name}
         entry["languages"] = list(self.languages)
         if os.path.isfile(self.path):
-            entry["sha256"] = debian_packages.sha256_of(self.path)
+            entry["sha256"] = files.sha256_of(self.path)
+        else:  # an edited tree is a different corpus (not "already built")
+            entry["tree_sha256"] = files.tree_sha256(self.path)
         return entry
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
 
 
 def _pin(package, version, sha256, source, language, *prefixes) -> DebianSource:

@@ -103,19 +103,24 @@ def mixture_texts(
     rates: Sequence[float] | None = None,
     *,
     max_texts: int = 2_000_000,
+    temperature: float = 1.0,
     seed: int = SEED,
 ) -> tuple[list[str], list[dict]]:
     """Texts from several corpora's training splits in proportion to the mixture rates.
 
-    Each corpus contributes `rate * max_texts` texts (all of them if it has fewer), drawn
-    by a seeded permutation of its queries and documents, so a large corpus cannot crowd
-    the pieces of a small one out of the vocabulary beyond its share in training.
+    Rates default to the mixture's (`tasks.mixture_rates` at `temperature`: use the
+    temperature the model will be trained with). Each corpus contributes
+    `rate * max_texts` texts (all of them if it has fewer), drawn by a seeded permutation
+    of its queries and documents, so a large corpus cannot crowd the pieces of a small one
+    out of the vocabulary beyond its share in training.
 
     Returns the texts and, per corpus, what was used (for the vocabulary's description).
     """
     from data_pipelines import tasks
 
-    rates = tasks.mixture_rates(corpus_dirs) if rates is None else list(rates)
+    if rates is None:
+        rates = tasks.mixture_rates(corpus_dirs, temperature=temperature)
+    rates = list(rates)
     if len(rates) != len(corpus_dirs):
         raise ValueError(f"{len(rates)} rates for {len(corpus_dirs)} corpora")
     total = sum(rates)
@@ -150,10 +155,11 @@ def train_from_mixture(
     vocab_size: int = 32000,
     rates: Sequence[float] | None = None,
     max_texts: int = 2_000_000,
+    temperature: float = 1.0,
 ) -> str:
     """One vocabulary for a mixture's corpora (training splits only); writes the model and
     `<model_prefix>.json` saying which corpora (fingerprints) and how many texts of each."""
-    texts, used = mixture_texts(corpus_dirs, rates, max_texts=max_texts)
+    texts, used = mixture_texts(corpus_dirs, rates, max_texts=max_texts, temperature=temperature)
     path = train_sentencepiece(
         texts, model_prefix, vocab_size=vocab_size, input_sentence_size=len(texts)
     )
@@ -176,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a built corpus; repeat for a mixture (default: data/stdlib_code)",
     )
     parser.add_argument("--rates", type=float, nargs="+", help="mixture rates (default: sizes)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="mixture temperature of the default rates (the training run's)",
+    )
     parser.add_argument("--vocab_size", type=int, default=8000)
     parser.add_argument("--max_texts", type=int, default=2_000_000)
     parser.add_argument(
@@ -192,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         vocab_size=args.vocab_size,
         rates=args.rates,
         max_texts=args.max_texts,
+        temperature=args.temperature,
     )
     print(f"wrote {path}")
     return 0

@@ -43,6 +43,9 @@ from typing import NamedTuple
 from data_pipelines import corpus, debian_packages
 from data_pipelines.text_neighbours import normalise_whitespace, split_for_id
 
+# Bump when the extraction's output changes: it fingerprints cached build units.
+EXTRACTION_VERSION = 1
+
 WORDNET = debian_packages.PinnedDeb(
     "wordnet-base",
     "1:3.0-37",
@@ -247,6 +250,7 @@ class WordNetBuilder(corpus.Builder):
     def description(self) -> dict:
         return {
             "package": self.pin.describe(),
+            "extraction": EXTRACTION_VERSION,
             "files": [DATA_DIR + name for name in DATA_FILES],
             "pairs": "each quoted example of a gloss -> the gloss's definition",
             "label": "lexicographer file (supersense), lexnames(5WN)",

@@ -221,3 +221,86 @@ def test_bad_units_and_splits_are_errors(tmp_path):
     corpus.build(NumbersBuilder(), str(tmp_path / "ok"), **QUIET)
     with pytest.raises(ValueError, match=r"no 'dev' split \(it has"):
         corpus.read_split(str(tmp_path / "ok"), "dev")
+
+
+class TwoUnits(corpus.Builder):
+    """Unit a: documents 'shared' (train) and 'a only' (train); unit b: 'shared' again, in
+    the split given."""
+
+    name = "two_units"
+
+    def __init__(self, b_split):
+        self.b_split = b_split
+
+    def units(self):
+        return [corpus.Unit("a"), corpus.Unit("b")]
+
+    def extract(self, unit, skipped):
+        if unit.name == "a":
+            return [
+                {"query": "qa", "document": "shared text", "split": "train"},
+                {"query": "qa2", "document": "a only", "split": "train"},
+            ]
+        return [{"query": "qb", "document": "shared  text", "split": self.b_split}]
+
+    def split(self, record):
+        return record["split"]
+
+    def description(self):
+        return {"b_split": self.b_split}
+
+
+def test_a_held_out_text_is_dropped_from_train_whatever_the_unit_order(tmp_path):
+    manifest = corpus.build(TwoUnits("test"), str(tmp_path / "t"), **QUIET)
+    assert manifest["counts"] == {"train": 1, "test": 1}
+    assert manifest["skipped"] == {"duplicate": 1}
+    (held_out,) = corpus.read_split(str(tmp_path / "t"), "test")
+    assert held_out["query"] == "qb"  # the later, held-out occurrence is the one kept
+    # Within one split the first occurrence wins.
+    manifest = corpus.build(TwoUnits("train"), str(tmp_path / "same"), **QUIET)
+    assert [r["query"] for r in corpus.read_split(str(tmp_path / "same"), "train")] == [
+        "qa",
+        "qa2",
+    ]
+
+
+def test_other_corpora_held_out_texts_are_excluded(tmp_path):
+    other = str(tmp_path / "other")
+    corpus.build(TwoUnits("validation"), other, **QUIET)  # 'shared text' held out there
+    out = str(tmp_path / "mine")
+
+    class Mine(TwoUnits):
+        name = "mine"
+
+    manifest = corpus.build(Mine("train"), out, exclude_held_out_of=[other], **QUIET)
+    assert manifest["counts"] == {"train": 1}  # 'a only'
+    assert manifest["skipped"] == {"held_out_elsewhere": 2}  # both copies of 'shared text'
+    assert manifest["excluded_held_out_of"] == [
+        {"corpus_dir": other, "fingerprint": corpus.read_manifest(other)["fingerprint"]}
+    ]
+    # The same build without the exclusion is a different corpus, not "already built".
+    assert corpus.build(Mine("train"), out, **QUIET)["counts"] == {"train": 2}
+
+
+def test_a_rebuild_that_dies_while_writing_shards_leaves_no_manifest(tmp_path, monkeypatch):
+    corpus.build(NumbersBuilder(), str(tmp_path), records_per_shard=2, **QUIET)
+    flushes = []
+
+    def failing_flush(self):
+        flushes.append(self.split)
+        if len(flushes) == 2:
+            raise OSError("disk full")
+        original(self)
+
+    original = corpus._ShardWriter._flush
+    monkeypatch.setattr(corpus._ShardWriter, "_flush", failing_flush)
+
+    class Changed(NumbersBuilder):
+        def description(self):
+            return {"changed": True}
+
+    with pytest.raises(OSError, match="disk full"):
+        corpus.build(Changed(), str(tmp_path), records_per_shard=2, **QUIET)
+    # Old shards are partly overwritten: without a manifest nothing reads them as a corpus.
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        corpus.read_manifest(str(tmp_path))

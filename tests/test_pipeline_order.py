@@ -211,3 +211,10 @@ def test_tokenised_splits_are_cached_beside_the_corpus_and_keyed(two_corpora, mo
     assert len(calls) == 1  # other lengths: another key, tokenised again
     cached = os.listdir(os.path.join(two_corpora["code"], ".tokenized"))
     assert len(cached) == 2 and all(name.startswith("train-") for name in cached)
+
+
+def test_corpora_with_the_same_directory_name_are_an_error(two_corpora, tmp_path):
+    clash = str(tmp_path / "elsewhere" / "code")
+    corpus.build(PairsBuilder("code", [{"query": "a b c", "document": "d e f"}]), clash, **QUIET)
+    with pytest.raises(ValueError, match=r"share task names \['pairs_code'\]"):
+        tasks.register_pairs_mixture("t", [two_corpora["code"], clash], two_corpora["vocabulary"])

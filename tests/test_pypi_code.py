@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from cpt_jax.files import sha256_of
 from data_pipelines import build, corpus, pypi_code
 
 QUIET = {"log": lambda *_: None}
@@ -354,9 +355,7 @@ def test_builds_a_corpus_from_a_pinned_wheel_and_local_sources(tmp_path, monkeyp
     cache = tmp_path / "out" / "downloads"
     cache.mkdir(parents=True)
     wheel = demo_wheel(cache)
-    pin = pypi_code.PinnedArchive(
-        "Demo", "1.0", "demo-1.0-py3-none-any.whl", pypi_code.sha256_of(wheel)
-    )
+    pin = pypi_code.PinnedArchive("Demo", "1.0", "demo-1.0-py3-none-any.whl", sha256_of(wheel))
     monkeypatch.setattr(pypi_code, "PINNED", (*pypi_code.PINNED, pin))
     monkeypatch.setenv("FAKE_PIP_MODE", "fail")
     # A validation package sharing `area` with the training wheel: validation keeps it.

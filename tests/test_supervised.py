@@ -185,6 +185,17 @@ def test_beir_hard_negatives(beir_dir, tmp_path):
     assert pairs(records) == BEIR_TRAIN[:1]
     assert skipped["too_few_negatives"] == 3
 
+    # A misspelt system is an error, not a corpus starved of negatives.
+    builder = supervised.BeirBuilder(
+        [str(beir_dir)],
+        ["train"],
+        hard_negatives=str(negatives),
+        num_negatives=1,
+        negative_systems=["bm_25"],
+    )
+    with pytest.raises(ValueError, match=r"system\(s\) \['bm_25'\] appear in no line"):
+        extract_all(builder)
+
 
 def test_corpus_is_streamed_once_keeping_only_needed_texts(beir_dir, monkeypatch, tmp_path):
     negatives = write_lines(tmp_path / "n.jsonl", [jl(qid="q6", neg=["d10"])])

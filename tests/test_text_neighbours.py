@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from cpt_jax.files import sha256_of
 from data_pipelines import corpus, debian_packages, python_docs
 from data_pipelines import text_neighbours as tn
 
@@ -265,7 +266,7 @@ cp {deb} ./fake_1.0_all.deb
 def fake_deb(tmp_path):
     files = {"usr/share/fake/a.txt": b"alpha", "usr/share/fake/sub/b.txt": b"beta", "etc/x": b"x"}
     deb = debian_packages.build_deb(files, str(tmp_path / "fake.deb"), "fake", "1:1.0-1")
-    return deb, debian_packages.PinnedDeb("fake", "1:1.0-1", debian_packages.sha256_of(deb))
+    return deb, debian_packages.PinnedDeb("fake", "1:1.0-1", sha256_of(deb))
 
 
 def test_iter_deb_files(fake_deb, tmp_path):
@@ -290,7 +291,7 @@ def test_download_deb_verifies_and_caches(fake_deb, tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     path = debian_packages.download_deb(pin, cache, log=lambda *_: None)
     assert path == os.path.join(cache, "fake_1%3A1.0-1.deb")
-    assert debian_packages.sha256_of(path) == pin.sha256
+    assert sha256_of(path) == pin.sha256
     assert log.read_text() == "apt-cache show fake=1:1.0-1\napt-get download fake=1:1.0-1\n"
     assert debian_packages.download_deb(pin, cache, log=lambda *_: None) == path
     assert log.read_text().count("\n") == 2  # cached: apt was not asked again
@@ -444,7 +445,7 @@ def _fake_python_docs(tmp_path):
         "usr/share/doc/python3.11/html/index.html": b"<html></html>",
     }
     deb = debian_packages.build_deb(files, str(tmp_path / "d.deb"), "python3.11-doc", "3.11.2-1")
-    pin = debian_packages.PinnedDeb("python3.11-doc", "3.11.2-1", debian_packages.sha256_of(deb))
+    pin = debian_packages.PinnedDeb("python3.11-doc", "3.11.2-1", sha256_of(deb))
     (tmp_path / "cache").mkdir()
     os.rename(deb, tmp_path / "cache" / pin.filename)
     return str(tmp_path / "cache"), pin

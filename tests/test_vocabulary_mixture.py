@@ -10,9 +10,25 @@ from data_pipelines import corpus, vocabulary
 QUIET = {"log": lambda *_: None}
 
 
+class WithHeldOut(PairsBuilder):
+    """`PairsBuilder`, plus held-out records (texts starting with 'held out') in validation
+    and test."""
+
+    def extract(self, unit, skipped):
+        held_out = [
+            {"query": f"held out {s} q", "document": f"held out {s} d", "split": s}
+            for s in ("validation", "test")
+        ]
+        return [{**r, "split": "train"} for r in self.records] + held_out
+
+    def split(self, record):
+        return record["split"]
+
+
 def build(path, name, n, make):
     records = [{"query": make(i, "q"), "document": make(i, "d")} for i in range(n)]
-    corpus.build(PairsBuilder(name, records), str(path), **QUIET)
+    manifest = corpus.build(WithHeldOut(name, records), str(path), **QUIET)
+    assert manifest["counts"] == {"train": n, "validation": 1, "test": 1}
     return str(path)
 
 
@@ -23,6 +39,7 @@ def test_mixture_texts_follow_the_rates_and_use_training_splits_only(tmp_path):
     assert [u["texts"] for u in used] == [80, 20]  # the text corpus has exactly 20 texts
     assert sum(t.startswith("def ") for t in texts) == 80
     assert len(set(texts)) == 100
+    assert not [t for t in texts if t.startswith("held out")]  # training splits only
     # Rates default to the corpus sizes.
     _, used = vocabulary.mixture_texts([code, text], max_texts=110)
     assert [u["texts"] for u in used] == [100, 10]

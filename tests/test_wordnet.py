@@ -5,6 +5,7 @@ import collections
 
 import pytest
 
+from cpt_jax.files import sha256_of
 from data_pipelines import corpus, debian_packages
 from data_pipelines import wordnet as wn
 from data_pipelines.text_neighbours import split_for_id
@@ -154,7 +155,7 @@ def _fake_wordnet(tmp_path):
     }
     files["usr/share/doc/wordnet-base/README"] = b"not data"
     deb = debian_packages.build_deb(files, str(tmp_path / "fake.deb"), "wordnet-base", "1:3.0-37")
-    pin = debian_packages.PinnedDeb("wordnet-base", "1:3.0-37", debian_packages.sha256_of(deb))
+    pin = debian_packages.PinnedDeb("wordnet-base", "1:3.0-37", sha256_of(deb))
     cache = tmp_path / "cache"
     cache.mkdir()
     (tmp_path / "fake.deb").rename(cache / pin.filename)
