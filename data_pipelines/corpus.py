@@ -52,6 +52,8 @@ SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
 FORMAT = "cpt_jax.pairs.tfrecord.v1"
 DEFAULT_RECORDS_PER_SHARD = 20_000
+# Bump when the merge (de-duplication, splits, ids) changes: finished corpora are re-merged.
+MERGE_VERSION = 2
 # Field types as written in the manifest's schema.
 STRING, INT, STRING_LIST, INT_LIST = "string", "int", "string_list", "int_list"
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
@@ -410,6 +412,7 @@ def build(
         ],
         "fingerprint": fingerprint(builder),
         "records_per_shard": records_per_shard,
+        "merge_version": MERGE_VERSION,
         "excluded_held_out_of": exclusions,
         "source": builder.description(),
     }
@@ -433,6 +436,7 @@ def _finished_manifest(out_dir, builder, unit_names, records_per_shard, exclusio
         manifest.get("format") == FORMAT
         and manifest.get("fingerprint") == fingerprint(builder)
         and manifest.get("records_per_shard") == records_per_shard
+        and manifest.get("merge_version") == MERGE_VERSION
         and manifest.get("excluded_held_out_of") == exclusions
         and [u["name"] for u in manifest.get("units", [])] == unit_names
     )
