@@ -23,6 +23,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import sentencepiece as spm
 import seqio
 import tensorflow as tf
 
@@ -45,6 +47,42 @@ _REGISTERED: dict[str, tuple[str, str]] = {}
 def corpus_of(task_name: str) -> tuple[str, str] | None:
     """`(data_dir, vocabulary_path)` of a pairs task registered by this module, else None."""
     return _REGISTERED.get(task_name)
+
+
+class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
+    """seqio's SentencePiece vocabulary, encoding inside TF graphs with the `sentencepiece`
+    library itself, the one `cpt_jax.tokenization.PairTokenizer` runs at inference.
+
+    seqio's own in-graph encoder (tensorflow-text's bundled SentencePiece) can segment a
+    text differently where two segmentations score alike: training and inference would
+    then see different tokens for the same text.
+    """
+
+    @property
+    def _processor(self) -> spm.SentencePieceProcessor:
+        if getattr(self, "_python_processor", None) is None:
+            self._python_processor = spm.SentencePieceProcessor(
+                model_file=self.sentencepiece_model_file
+            )
+        return self._python_processor
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        """A scalar string -> `[n]` int32; a `[k]` string vector -> ragged `[k, None]`."""
+        processor = self._processor
+
+        def encode(texts):
+            # A scalar arrives as `bytes`, a vector as an object array of `bytes`.
+            texts = [texts] if isinstance(texts, bytes) else list(np.asarray(texts).reshape(-1))
+            ids = processor.encode([t.decode("utf-8") for t in texts])
+            lengths = np.array([len(row) for row in ids], np.int64)
+            flat = np.array([i for row in ids for i in row], np.int32)
+            return flat, lengths
+
+        flat, lengths = tf.numpy_function(encode, [s], (tf.int32, tf.int64), stateful=False)
+        flat.set_shape([None])
+        if s.shape.rank == 0:
+            return flat
+        return tf.RaggedTensor.from_row_lengths(flat, tf.reshape(lengths, [-1]))
 
 
 def task_name_for(data_dir: str, num_negatives: int = 0) -> str:
@@ -119,7 +157,7 @@ def register_pairs_task(
     if not os.path.exists(vocabulary_path):
         raise FileNotFoundError(f"{vocabulary_path}: SentencePiece model not found")
     name = name or task_name_for(data_dir, num_negatives)
-    vocabulary = seqio.SentencePieceVocabulary(vocabulary_path)
+    vocabulary = SentencePieceVocabulary(vocabulary_path)
     features = {
         key: seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32)
         for key in ("inputs", "targets")

@@ -127,7 +127,13 @@ def test_stdlib_builder_counts_non_utf8_files_and_deduplicates(tmp_path):
     assert sorted(r["name"] for r in records) == ["Parser.feed", "outer", "parse_header"]
     for r in records:
         assert r["query_id"] == text_id(r["query"]) and r["document_id"] == text_id(r["document"])
-        assert r["path"] == "a.py"  # the first occurrence wins
+    # Modules a and b fall in different splits: the held-out copy is the one kept.
+    assert (python_code.split_for_module("a"), python_code.split_for_module("b")) == (
+        "train",
+        "test",
+    )
+    assert {r["path"] for r in records} == {"b.py"}
+    assert manifest["counts"] == {"test": 3}
 
 
 def test_stdlib_corpus_is_split_by_module_and_large_enough(stdlib_corpus):
@@ -193,13 +199,20 @@ def one_epoch(shard_index=0, num_shards=1, batch_size=8, **kw):
     )
 
 
-def test_feature_converter_matches_the_inference_tokenizer(task, stdlib_corpus):
+def test_seqio_path_matches_the_inference_tokenizer(task, stdlib_corpus):
+    """SeqIO (the task's in-graph tokenisation and `PairFeatureConverter`) gives the rows
+    that the inference tokenizer gives, text by text, and so the batches the pipeline
+    serves (which it encodes with that tokenizer)."""
     tokenizer = PairTokenizer.from_file(stdlib_corpus["vocabulary"])
     records = corpus.read_split(stdlib_corpus["data_dir"], "validation")
     by_id = {r["document_id"]: r for r in records}
-    batches = one_epoch(shuffle=False)
+    through_seqio = pipeline.seqio_features("test_stdlib_pairs", "validation", LENGTHS)
+    served = one_epoch(shuffle=False, batch_size=len(records))
+    assert len(served) == 1
+    for key, value in through_seqio.items():
+        np.testing.assert_array_equal(served[0][key], value, err_msg=key)
     checked = truncated = 0
-    for batch in batches:
+    for batch in [through_seqio]:
         for row in range(len(batch["documents"])):
             record = by_id[int(batch["document_ids"][row])]
             expected_q = tokenizer.encode([record["query"]], "query", LENGTHS["inputs"])[0]

@@ -183,6 +183,12 @@ def test_hard_negatives_are_tokenised_like_documents(two_corpora):
         expected = tokenizer.encode(negatives, "document", LENGTHS["targets"])
         np.testing.assert_array_equal(batch["negatives"][row], expected)
         assert batch["negative_ids"][row].tolist() == [text_id(t) for t in negatives]
+    # SeqIO's path (in-graph tokenisation, the feature converter) gives the same arrays.
+    ours = pipeline.tokenized_split("test_negatives", "train", LENGTHS, 2, cache=False)
+    theirs = pipeline.seqio_features("test_negatives", "train", LENGTHS, 2)
+    assert set(ours) == set(theirs)
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
 
 
 def test_too_few_negatives_is_an_error_naming_the_corpus(two_corpora):
@@ -192,8 +198,10 @@ def test_too_few_negatives_is_an_error_naming_the_corpus(two_corpora):
         two_corpora["vocabulary"],
         num_negatives=2,
     )
-    with pytest.raises(Exception, match="text_short: a record has fewer than 2 negatives"):
+    with pytest.raises(ValueError, match="text_short: a record has fewer than 2 negatives"):
         batches("test_short_negatives", 1, batch_size=2, num_negatives=2)
+    with pytest.raises(Exception, match="text_short: a record has fewer than 2 negatives"):
+        pipeline.seqio_features("test_short_negatives", "train", LENGTHS, 2)
 
 
 def test_tokenised_splits_are_cached_beside_the_corpus_and_keyed(two_corpora, monkeypatch):
