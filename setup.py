@@ -18,6 +18,9 @@ INSTALL_REQUIRES = [
     "bm25s>=0.2",
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    # Pretrained weights in Hugging Face layouts (cpt_jax.pretrained).
+    "safetensors>=0.4",
+    "tokenizers>=0.19",
     # tree-sitter with compiled grammars in their wheels (nothing fetched at run time), for
     # the Go / Java / JavaScript / PHP / Ruby code corpus.
     "tree-sitter>=0.25",

