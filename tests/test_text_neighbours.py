@@ -3,7 +3,6 @@ over files / JSONL / TFDS, pinned Debian packages, and the Python reST documenta
 
 import collections
 import gzip
-import hashlib
 import json
 import os
 
@@ -132,10 +131,11 @@ def test_filtered_pairs_drop_and_bridge():
 
 
 def test_split_for_id_uses_sha1_mod_10():
-    for doc_id in ["a", "b", "library/os.rst", "x:1"]:
-        bucket = int(hashlib.sha1(doc_id.encode()).hexdigest(), 16) % 10
-        expected = {0: "test", 1: "validation"}.get(bucket, "train")
-        assert tn.split_for_id(doc_id) == expected
+    # Buckets worked out with `printf %s ID | sha1sum`: b, m -> 0; e, l -> 1; a -> 2 ...
+    expected = {"b": "test", "m": "test", "e": "validation", "l": "validation"}
+    expected.update({"a": "train", "library/os.rst": "train", "x:1": "train", "p": "train"})
+    for doc_id, split in expected.items():
+        assert tn.split_for_id(doc_id) == split, doc_id
 
 
 # ----------------------------------------------------------------------------- generic builder
