@@ -1,4 +1,5 @@
-"""Evaluation: code search with the CodeSearchNet protocol, and its BM25 baseline."""
+"""Evaluation: code search (CodeSearchNet protocol) and retrieval (BEIR protocol), with
+BM25 baselines."""
 
 from cpt_jax.evaluation.bm25 import (
     bm25_code_search,
@@ -14,9 +15,21 @@ from cpt_jax.evaluation.code_search import (
     mean_reciprocal_rank,
     ranks_from_scores,
 )
+from cpt_jax.evaluation.retrieval import (
+    bm25_retrieval,
+    evaluate_retrieval,
+    exact_search,
+    query_metrics,
+    retrieval_metrics,
+)
 
 __all__ = [
     "bm25_code_search",
+    "bm25_retrieval",
+    "evaluate_retrieval",
+    "exact_search",
+    "query_metrics",
+    "retrieval_metrics",
     "bm25_scores",
     "bm25_scores_reference",
     "build_bm25_index",

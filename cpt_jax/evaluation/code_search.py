@@ -118,7 +118,10 @@ def code_search_mrr(
     return summarize(ranks, num_candidates)
 
 
-def _encode(encode_fn: EncodeFn, texts: list[str], kind: str, batch_size: int) -> np.ndarray:
+def encode_in_batches(
+    encode_fn: EncodeFn, texts: list[str], kind: str, batch_size: int
+) -> np.ndarray:
+    """`encode_fn(texts, kind)` over `batch_size` texts at a time -> `[len(texts), d]`."""
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
@@ -153,8 +156,8 @@ def evaluate_code_search(
     queries = [p[query_field] for p in pairs]
     codes = [p[code_field] for p in pairs]
     return code_search_mrr(
-        _encode(encode_fn, queries, "query", batch_size),
-        _encode(encode_fn, codes, "document", batch_size),
+        encode_in_batches(encode_fn, queries, "query", batch_size),
+        encode_in_batches(encode_fn, codes, "document", batch_size),
         num_candidates=num_candidates,
         seed=seed,
     )
