@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     "bm25s>=0.2",
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    # Linear probes and the TF-IDF baseline (cpt_jax.evaluation.classification).
+    "scikit-learn>=1.4",
     # Pretrained weights in Hugging Face layouts (cpt_jax.pretrained).
     "safetensors>=0.4",
     "tokenizers>=0.19",

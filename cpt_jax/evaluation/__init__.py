@@ -1,5 +1,5 @@
-"""Evaluation: code search (CodeSearchNet protocol) and retrieval (BEIR protocol), with
-BM25 baselines."""
+"""Evaluation: code search (CodeSearchNet protocol), retrieval (BEIR protocol), linear-probe
+and k-NN classification, similarity correlations; BM25 and TF-IDF baselines."""
 
 from cpt_jax.evaluation.bm25 import (
     bm25_code_search,
@@ -7,6 +7,13 @@ from cpt_jax.evaluation.bm25 import (
     bm25_scores_reference,
     build_bm25_index,
     code_tokenize,
+)
+from cpt_jax.evaluation.classification import (
+    knn_classify,
+    knn_predict,
+    linear_probe,
+    macro_f1,
+    tfidf_logistic_baseline,
 )
 from cpt_jax.evaluation.code_search import (
     candidate_sets,
@@ -22,8 +29,25 @@ from cpt_jax.evaluation.retrieval import (
     query_metrics,
     retrieval_metrics,
 )
+from cpt_jax.evaluation.similarity import (
+    average_ranks,
+    pearson,
+    rowwise_cosine,
+    similarity_correlations,
+    spearman,
+)
 
 __all__ = [
+    "average_ranks",
+    "knn_classify",
+    "knn_predict",
+    "linear_probe",
+    "macro_f1",
+    "pearson",
+    "rowwise_cosine",
+    "similarity_correlations",
+    "spearman",
+    "tfidf_logistic_baseline",
     "bm25_code_search",
     "bm25_retrieval",
     "evaluate_retrieval",
