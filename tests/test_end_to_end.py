@@ -153,3 +153,91 @@ def test_embed_cli_matches_the_api(trained, tmp_path):
     np.testing.assert_allclose(
         np.load(output), Embedder.from_checkpoint(trained).encode(texts, kind="query"), atol=1e-6
     )
+
+
+def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus, tmp_path):
+    """`python -m cpt_jax.evaluate` on the tiny model: each task's figures and baselines;
+    the baselines equal direct calls of the library (so the wiring is checked)."""
+    from cpt_jax import evaluate, evaluation
+    from data_pipelines import corpus
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = corpus.read_split(stdlib_corpus["data_dir"], "validation")[:30]
+    (beir / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": f"d{i}", "title": "", "text": r["document"]}) + "\n"
+            for i, r in enumerate(docs)
+        )
+    )
+    (beir / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": r["query"]}) + "\n" for i, r in enumerate(docs))
+    )
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(docs)))
+    )
+    similarity = tmp_path / "sts.tsv"
+    similarity.write_text(
+        "text1\ttext2\tscore\nsort a list\tsort the list\t5\nsort a list\tread a file\t1\n"
+        "open a file\tread a file\t3\n"
+    )
+    output = tmp_path / "eval.json"
+    argv = ["--checkpoint", trained, "--code_search", stdlib_corpus["data_dir"]]
+    argv += ["--num_candidates", "100", "--retrieval", str(beir), "--similarity", str(similarity)]
+    assert evaluate.main([*argv, "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    assert set(results) == {"checkpoint", "code_search", "retrieval", "similarity"}
+    pairs = corpus.read_split(stdlib_corpus["data_dir"], "test")
+    assert results["code_search"]["bm25"] == evaluation.bm25_code_search(pairs, num_candidates=100)
+    assert 0 < results["code_search"]["model"]["mrr"] <= 1
+    corpus_, queries, qrels = evaluate.load_beir(str(beir), "test")
+    assert results["retrieval"]["bm25"] == evaluation.bm25_retrieval(corpus_, queries, qrels)
+    assert results["retrieval"]["model"]["num_queries"] == len(docs)
+    assert results["similarity"]["model"]["num_pairs"] == 3
+    with pytest.raises(SystemExit):
+        evaluate.main(["--checkpoint", trained])  # no task
+
+
+def test_evaluate_cli_classification_probe_and_baseline(trained, tmp_path):
+    from cpt_jax import evaluate, evaluation
+    from data_pipelines import corpus
+
+    class Labelled(corpus.Builder):
+        name = "labelled"
+
+        def units(self):
+            return [corpus.Unit("all")]
+
+        def extract(self, unit, skipped):
+            topics = {"files": "open read write file path", "math": "sum mean number add"}
+            for i in range(40):
+                label = "files" if i % 2 else "math"
+                words = topics[label].split()
+                text = " ".join(words[(i + j) % len(words)] for j in range(4)) + f" item {i}"
+                yield {
+                    "query": f"q {i}",
+                    "document": text,
+                    "label": label,
+                    "split": "validation" if i % 4 == 0 else "train",
+                }
+
+        def split(self, record):
+            return record["split"]
+
+    data_dir = str(tmp_path / "labelled")
+    corpus.build(Labelled(), data_dir, log=lambda *_: None)
+    output = tmp_path / "eval.json"
+    argv = ["--checkpoint", trained, "--classification", data_dir, "--output", str(output)]
+    assert evaluate.main(argv) == 0
+    results = json.loads(output.read_text())["classification"]
+    assert set(results) == {"linear_probe", "knn", "tfidf_logistic"}
+    train = corpus.read_split(data_dir, "train")
+    test = corpus.read_split(data_dir, "validation")
+    want = evaluation.tfidf_logistic_baseline(
+        [r["document"] for r in train],
+        [r["label"] for r in train],
+        [r["document"] for r in test],
+        [r["label"] for r in test],
+    )
+    assert results["tfidf_logistic"] == want and want["accuracy"] == 1.0
+    assert results["linear_probe"]["num_test"] == len(test) == 10

@@ -18,6 +18,7 @@ from cpt_jax.evaluation.classification import (
 from cpt_jax.evaluation.code_search import (
     candidate_sets,
     code_search_mrr,
+    encode_in_batches,
     evaluate_code_search,
     mean_reciprocal_rank,
     ranks_from_scores,
@@ -59,6 +60,7 @@ __all__ = [
     "build_bm25_index",
     "candidate_sets",
     "code_search_mrr",
+    "encode_in_batches",
     "code_tokenize",
     "evaluate_code_search",
     "mean_reciprocal_rank",

@@ -1,0 +1,190 @@
+"""Evaluate a trained model: `python -m cpt_jax.evaluate --checkpoint DIR [tasks] --output F`.
+
+Each task prints the model's figures beside a lexical baseline and writes all of them to
+the JSON file:
+
+  --code_search CORPUS_DIR     CodeSearchNet protocol on a pairs corpus's split (`--split`,
+                               default test): MRR, R@1, R@10; baseline BM25.
+  --retrieval BEIR_DIR         BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv;
+                               `--qrels_split`, default test): MRR@10, nDCG@10, Recall@100 by
+                               exact search; baseline BM25.
+  --classification CORPUS_DIR  a corpus with a `label` field: linear probe and k-NN on the
+                               frozen embeddings of `--text_field` (default document), trained
+                               on `--train_split` and scored on `--test_split`; baseline
+                               TF-IDF + logistic regression.
+  --similarity TSV             `text1 \\t text2 \\t score` lines (a header line is skipped):
+                               Pearson and Spearman of the cosine similarities.
+
+Example:
+  python -m cpt_jax.evaluate --checkpoint runs/quickstart \\
+      --code_search data/stdlib_code --output runs/quickstart/eval_full.json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from cpt_jax import evaluation, files  # noqa: E402
+
+EncodeFn = Callable[[list[str], str], "object"]
+
+
+def load_beir(data_dir: str, split: str) -> tuple[dict, dict, dict]:
+    """`(corpus, queries, qrels)` of a BEIR-layout directory; errors name file and line.
+
+    corpus: id -> `title + " " + text` (stripped); queries: id -> text; qrels: query id ->
+    {document id: grade} from `qrels/<split>.tsv` (first line is a header).
+    """
+    corpus = {
+        str(r["_id"]): f"{r.get('title', '')} {r['text']}".strip()
+        for _, r in files.iter_records(os.path.join(data_dir, "corpus.jsonl"), ("_id", "text"))
+    }
+    queries = {
+        str(r["_id"]): r["text"]
+        for _, r in files.iter_records(os.path.join(data_dir, "queries.jsonl"), ("_id", "text"))
+    }
+    path = os.path.join(data_dir, "qrels", f"{split}.tsv")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if line_number == 1 or not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            try:
+                query_id, doc_id, grade = parts[0], parts[1], int(parts[2])
+            except (IndexError, ValueError) as e:
+                raise ValueError(
+                    f"{path}:{line_number}: expected 'query-id\\tcorpus-id\\tscore'"
+                ) from e
+            if doc_id not in corpus:
+                raise ValueError(f"{path}:{line_number}: unknown corpus id {doc_id!r}")
+            qrels.setdefault(query_id, {})[doc_id] = grade
+    return corpus, queries, qrels
+
+
+def code_search_task(encode: EncodeFn, data_dir: str, split: str, num_candidates: int) -> dict:
+    from data_pipelines import pipeline
+
+    pairs = pipeline.load_pairs(data_dir, split)
+    field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
+    num_candidates = min(num_candidates, len(pairs))
+    kw = {"code_field": field, "num_candidates": num_candidates}
+    return {
+        "model": evaluation.evaluate_code_search(encode, pairs, **kw),
+        "bm25": evaluation.bm25_code_search(pairs, **kw),
+    }
+
+
+def retrieval_task(encode: EncodeFn, data_dir: str, split: str) -> dict:
+    corpus, queries, qrels = load_beir(data_dir, split)
+    return {
+        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels),
+        "bm25": evaluation.bm25_retrieval(corpus, queries, qrels),
+    }
+
+
+def classification_task(
+    encode: EncodeFn, data_dir: str, text_field: str, train_split: str, test_split: str
+) -> dict:
+    from data_pipelines import corpus
+
+    train, test = corpus.read_split(data_dir, train_split), corpus.read_split(data_dir, test_split)
+    for name, records in ((train_split, train), (test_split, test)):
+        if records and "label" not in records[0]:
+            raise ValueError(f"{data_dir}: the {name!r} records have no 'label' field")
+    texts = lambda rs: [r[text_field] for r in rs]
+    labels = lambda rs: [r["label"] for r in rs]
+    train_x = evaluation.encode_in_batches(encode, texts(train), "document", 256)
+    test_x = evaluation.encode_in_batches(encode, texts(test), "document", 256)
+    return {
+        "linear_probe": evaluation.linear_probe(train_x, labels(train), test_x, labels(test)),
+        "knn": evaluation.knn_classify(train_x, labels(train), test_x, labels(test)),
+        "tfidf_logistic": evaluation.tfidf_logistic_baseline(
+            texts(train), labels(train), texts(test), labels(test)
+        ),
+    }
+
+
+def similarity_task(encode: EncodeFn, path: str) -> dict:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").split("\t")
+            if not line.strip():
+                continue
+            try:
+                rows.append((parts[0], parts[1], float(parts[2])))
+            except (IndexError, ValueError) as e:
+                if line_number == 1:
+                    continue  # a header
+                raise ValueError(f"{path}:{line_number}: expected 'text1\\ttext2\\tscore'") from e
+    a = evaluation.encode_in_batches(encode, [r[0] for r in rows], "query", 256)
+    b = evaluation.encode_in_batches(encode, [r[1] for r in rows], "query", 256)
+    return {"model": evaluation.similarity_correlations(a, b, [r[2] for r in rows])}
+
+
+def format_results(results: dict) -> str:
+    """One line per (task, method): its numeric figures."""
+    lines = []
+    for task, methods in results.items():
+        for method, figures in methods.items():
+            shown = ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+            )
+            lines.append(f"{task:15s} {method:15s} {shown}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_jax.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, help="a model directory")
+    parser.add_argument("--code_search", help="a pairs corpus directory")
+    parser.add_argument("--split", default="test", help="code-search split")
+    parser.add_argument("--num_candidates", type=int, default=1000)
+    parser.add_argument("--retrieval", help="a BEIR-layout directory")
+    parser.add_argument("--qrels_split", default="test")
+    parser.add_argument("--classification", help="a corpus directory with a label field")
+    parser.add_argument("--text_field", default="document")
+    parser.add_argument("--train_split", default="train")
+    parser.add_argument("--test_split", default="validation")
+    parser.add_argument("--similarity", help="a text1\\ttext2\\tscore file")
+    parser.add_argument("--output", help="JSON file for every figure")
+    args = parser.parse_args(argv)
+    if not any((args.code_search, args.retrieval, args.classification, args.similarity)):
+        parser.error("name at least one task (--code_search, --retrieval, ...)")
+
+    from cpt_jax.embed import Embedder
+
+    embedder = Embedder.from_checkpoint(args.checkpoint)
+    encode = lambda texts, kind: embedder.encode(texts, kind=kind, batch_size=64)
+    results = {}
+    if args.code_search:
+        results["code_search"] = code_search_task(
+            encode, args.code_search, args.split, args.num_candidates
+        )
+    if args.retrieval:
+        results["retrieval"] = retrieval_task(encode, args.retrieval, args.qrels_split)
+    if args.classification:
+        results["classification"] = classification_task(
+            encode, args.classification, args.text_field, args.train_split, args.test_split
+        )
+    if args.similarity:
+        results["similarity"] = similarity_task(encode, args.similarity)
+    print(format_results(results))
+    if args.output:
+        files.write_json_atomic(args.output, {"checkpoint": args.checkpoint, **results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
