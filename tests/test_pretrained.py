@@ -1,6 +1,7 @@
 """all-MiniLM-L6-v2 from its PyPI wheel: the converted encoder equals an independent float64
 BERT forward pass, and its embeddings behave like a sentence encoder's."""
 
+import json
 import math
 
 import flax.linen as nn
@@ -218,3 +219,27 @@ def test_converted_gpt2_equals_a_float64_reference_forward_pass(prefix):
     tensors.pop(prefix + "h.1.mlp.c_fc.bias")
     with pytest.raises(ValueError, match=f"lacks tensor '{prefix}h.1.mlp.c_fc.bias'"):
         pretrained.gpt2_params(tensors, config)
+
+
+def test_pretrained_embedder_and_zero_shot_cli(minilm, tmp_path):
+    from cpt_jax import evaluate
+
+    embedder = pretrained.PretrainedEmbedder(minilm, max_length=32)
+    ids = pretrained.encode_batch(minilm.tokenizer, SENTENCES, max_length=32)
+    want = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
+    got = embedder.encode(SENTENCES, kind="query", batch_size=3)  # trimmed widths, 2 batches
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    sts = tmp_path / "sts.tsv"
+    sts.write_text(
+        "text1\ttext2\tscore\n"
+        "A man is eating food.\tA man is eating a piece of bread.\t4.2\n"
+        "A man is eating food.\tThe girl is carrying a baby.\t0.2\n"
+        "A man is playing a guitar.\tA man plays the guitar.\t4.9\n"
+        "A woman is slicing an onion.\tA man is playing a flute.\t0.5\n"
+    )
+    output = tmp_path / "eval.json"
+    argv = ["--pretrained", "minilm", "--similarity", str(sts), "--output", str(output)]
+    assert evaluate.main(argv) == 0
+    results = json.loads(output.read_text())
+    assert results["model"] == "pretrained:minilm"
+    assert results["similarity"]["model"]["spearman"] > 0.7  # real weights rank these right
