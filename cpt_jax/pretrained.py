@@ -85,29 +85,54 @@ def bert_encoder_config(hf_config: Mapping[str, Any], **overrides) -> EncoderCon
     return EncoderConfig(**{**values, **overrides})
 
 
+class _Checkpoint:
+    """Reads a Hugging Face checkpoint's tensors by name, checking each shape, and
+    remembers which were read (so that unread ones can be reported)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], family: str, prefix: str, d: int):
+        self.tensors, self.family, self.d = tensors, family, d
+        self.prefix = prefix if any(k.startswith(prefix) for k in tensors) else ""
+        self.used: set[str] = set()
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        key = self.prefix + name
+        if key not in self.tensors:
+            raise ValueError(f"{self.family} checkpoint lacks tensor {key!r}")
+        value = np.asarray(self.tensors[key], np.float32)
+        if value.shape != shape:
+            raise ValueError(f"tensor {key!r} has shape {value.shape}, expected {shape}")
+        self.used.add(key)
+        return value
+
+    def norm(self, name: str) -> dict:
+        """A LayerNorm's `{scale, bias}` from `name.weight` / `name.bias`."""
+        return {
+            "scale": self.get(f"{name}.weight", (self.d,)),
+            "bias": self.get(f"{name}.bias", (self.d,)),
+        }
+
+    def check_all_used(self, ignored: Sequence[str]) -> None:
+        """Raises when a tensor was not read and its name contains none of `ignored`."""
+        unused = sorted(
+            key
+            for key in self.tensors
+            if key not in self.used and not any(part in key for part in ignored)
+        )
+        if unused:
+            raise ValueError(
+                f"{self.family} checkpoint has tensors this encoder does not use: {unused[:5]}"
+            )
+
+
 def bert_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dict:
     """Encoder parameters from BERT tensors (names with or without a `bert.` prefix).
 
     Raises:
       ValueError: a tensor is missing (named) or has an unexpected shape.
     """
-    prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
-    used = set()
-
-    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        key = prefix + name
-        if key not in tensors:
-            raise ValueError(f"BERT checkpoint lacks tensor {key!r}")
-        value = np.asarray(tensors[key], np.float32)
-        if value.shape != shape:
-            raise ValueError(f"tensor {key!r} has shape {value.shape}, expected {shape}")
-        used.add(key)
-        return value
-
+    checkpoint = _Checkpoint(tensors, "BERT", "bert.", config.d_model)
+    get, norm = checkpoint.get, checkpoint.norm
     d, h, k, f = config.d_model, config.num_heads, config.head_dim, config.d_ff
-
-    def norm(name: str) -> dict:
-        return {"scale": get(f"{name}.weight", (d,)), "bias": get(f"{name}.bias", (d,))}
 
     params = {
         "token_embedding": get("embeddings.word_embeddings.weight", (config.vocab_size, d)),
@@ -142,13 +167,8 @@ def bert_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dic
             },
             "mlp_norm": norm(f"{layer}output.LayerNorm"),
         }
-    unused = sorted(
-        key
-        for key in tensors
-        if key not in used and not key.startswith(prefix + "pooler.") and "position_ids" not in key
-    )
-    if unused:
-        raise ValueError(f"BERT checkpoint has tensors this encoder does not use: {unused[:5]}")
+    # The pooler (unused by sentence embeddings) and position-id buffers carry no parameters.
+    checkpoint.check_all_used(ignored=("pooler.", "position_ids"))
     return params
 
 
@@ -184,23 +204,9 @@ def gpt2_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dic
     Raises:
       ValueError: a tensor is missing (named) or has an unexpected shape.
     """
-    prefix = "transformer." if any(k.startswith("transformer.") for k in tensors) else ""
-    used = set()
-
-    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        key = prefix + name
-        if key not in tensors:
-            raise ValueError(f"GPT-2 checkpoint lacks tensor {key!r}")
-        value = np.asarray(tensors[key], np.float32)
-        if value.shape != shape:
-            raise ValueError(f"tensor {key!r} has shape {value.shape}, expected {shape}")
-        used.add(key)
-        return value
-
+    checkpoint = _Checkpoint(tensors, "GPT-2", "transformer.", config.d_model)
+    get, norm = checkpoint.get, checkpoint.norm
     d, h, k, f = config.d_model, config.num_heads, config.head_dim, config.d_ff
-
-    def norm(name: str) -> dict:
-        return {"scale": get(f"{name}.weight", (d,)), "bias": get(f"{name}.bias", (d,))}
 
     params = {
         "token_embedding": get("wte.weight", (config.vocab_size, d)),
@@ -233,12 +239,7 @@ def gpt2_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dic
             "mlp_norm": norm(f"{layer}ln_2"),
         }
     # Causal-mask buffers of old checkpoints and the tied LM head carry no parameters.
-    ignored = (".attn.bias", ".attn.masked_bias", "lm_head.")
-    unused = sorted(
-        key for key in tensors if key not in used and not any(i in key for i in ignored)
-    )
-    if unused:
-        raise ValueError(f"GPT-2 checkpoint has tensors this encoder does not use: {unused[:5]}")
+    checkpoint.check_all_used(ignored=(".attn.bias", ".attn.masked_bias", "lm_head."))
     return params
 
 
