@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import seqio
+from corpora import GivenRecords
 
 from cpt_jax.tokenization import PairTokenizer, text_id
 from data_pipelines import corpus, pipeline, python_code, tasks
@@ -272,31 +273,12 @@ def test_resume_across_an_epoch_boundary(task):
     assert not np.array_equal(from_zero[0]["document_ids"], from_zero[n]["document_ids"])
 
 
-class ListBuilder(corpus.Builder):
-    """A corpus of given (query, document) pairs, all in one split."""
-
-    name = "list"
-
-    def __init__(self, pairs, split="validation"):
-        self.pairs, self._split = pairs, split
-
-    def units(self):
-        return [corpus.Unit("all")]
-
-    def extract(self, unit, skipped):
-        return [{"query": q, "document": d} for q, d in self.pairs]
-
-    def split(self, record):
-        return self._split
-
-    def dedup_key(self, record):
-        return None
-
-
 def test_short_and_long_texts_match_the_inference_tokenizer(tmp_path, stdlib_corpus):
     long_code = corpus.read_split(stdlib_corpus["data_dir"], "test")[0]["document"] * 5
     texts = [("a", "x = 1"), ("Sort a list.", "b"), ("c", "d"), ("Parse it all " * 50, long_code)]
-    corpus.build(ListBuilder(texts), str(tmp_path), log=lambda *_: None)
+    records = [{"query": q, "document": d} for q, d in texts]
+    builder = GivenRecords("list", records, split="validation", deduplicate=False)
+    corpus.build(builder, str(tmp_path), log=lambda *_: None)
     tasks.register_pairs_task("test_edge_pairs", str(tmp_path), stdlib_corpus["vocabulary"])
     (batch,) = pipeline.pair_batches(
         "test_edge_pairs",

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import seqio
+from corpora import GivenRecords
 
 from cpt_jax.tokenization import PairTokenizer, text_id
 from data_pipelines import corpus, pipeline, tasks
@@ -78,25 +79,6 @@ def test_order_rejects_bad_arguments():
 
 
 # -- through SeqIO -------------------------------------------------------------------------
-class PairsBuilder(corpus.Builder):
-    """Given records, all in the train split."""
-
-    def __init__(self, name, records):
-        self.name, self.records = name, records
-
-    def units(self):
-        return [corpus.Unit("all")]
-
-    def extract(self, unit, skipped):
-        return self.records
-
-    def split(self, record):
-        return "train"
-
-    def description(self):
-        return {"records": self.records}
-
-
 @pytest.fixture(scope="module")
 def two_corpora(tmp_path_factory, stdlib_corpus):
     root = tmp_path_factory.mktemp("mixture")
@@ -110,13 +92,13 @@ def two_corpora(tmp_path_factory, stdlib_corpus):
         for i in range(10)
     ]
     dirs = {"code": str(root / "code"), "text": str(root / "text")}
-    corpus.build(PairsBuilder("code", code), dirs["code"], **QUIET)
+    corpus.build(GivenRecords("code", code), dirs["code"], **QUIET)
     corpus.build(
-        PairsBuilder("text", [r for r in text if r["query"] != "a sentence number 0"]),
+        GivenRecords("text", [r for r in text if r["query"] != "a sentence number 0"]),
         dirs["text"],
         **QUIET,
     )
-    corpus.build(PairsBuilder("text_short", text), str(root / "text_short"), **QUIET)
+    corpus.build(GivenRecords("text_short", text), str(root / "text_short"), **QUIET)
     dirs["text_short"] = str(root / "text_short")
     return {**dirs, "vocabulary": stdlib_corpus["vocabulary"]}
 
@@ -223,6 +205,6 @@ def test_tokenised_splits_are_cached_beside_the_corpus_and_keyed(two_corpora, mo
 
 def test_corpora_with_the_same_directory_name_are_an_error(two_corpora, tmp_path):
     clash = str(tmp_path / "elsewhere" / "code")
-    corpus.build(PairsBuilder("code", [{"query": "a b c", "document": "d e f"}]), clash, **QUIET)
+    corpus.build(GivenRecords("code", [{"query": "a b c", "document": "d e f"}]), clash, **QUIET)
     with pytest.raises(ValueError, match=r"share task names \['pairs_code'\]"):
         tasks.register_pairs_mixture("t", [two_corpora["code"], clash], two_corpora["vocabulary"])

@@ -8,6 +8,7 @@ import sys
 
 import gin
 import pytest
+from corpora import GivenRecords
 from launch import LAUNCH_TIMEOUT_S, REPO, child_env
 
 from cpt_jax import train
@@ -43,23 +44,6 @@ def test_recipe_configures_data_batch_and_model(name):
 
 
 # -- through the launcher (slow) -----------------------------------------------------------
-class GivenPairs(corpus.Builder):
-    def __init__(self, name, records):
-        self.name, self.records = name, records
-
-    def units(self):
-        return [corpus.Unit("all")]
-
-    def extract(self, unit, skipped):
-        return self.records
-
-    def split(self, record):
-        return "train"
-
-    def description(self):
-        return {"records": self.records}
-
-
 def text_corpus(path, num_negatives=0):
     records = []
     for i in range(48):
@@ -67,7 +51,7 @@ def text_corpus(path, num_negatives=0):
         if num_negatives:
             record["negatives"] = [f"item {i + k + 1} is another" for k in range(num_negatives)]
         records.append(record)
-    corpus.build(GivenPairs(os.path.basename(path), records), path, log=lambda *_: None)
+    corpus.build(GivenRecords(os.path.basename(path), records), path, log=lambda *_: None)
     return path
 
 
@@ -158,7 +142,7 @@ def test_default_mixtures_register_over_a_data_root(tmp_path, stdlib_corpus):
         tasks.register_default_mixtures(stdlib_corpus["vocabulary"], str(tmp_path))
     for i, name in enumerate(tasks.CODE_CORPORA + tasks.TEXT_CORPORA):
         records = [{"query": f"{name} q {j}", "document": f"{name} d {j}"} for j in range(i + 1)]
-        corpus.build(GivenPairs(name, records), str(tmp_path / name), log=lambda *_: None)
+        corpus.build(GivenRecords(name, records), str(tmp_path / name), log=lambda *_: None)
     mixtures = tasks.register_default_mixtures(stdlib_corpus["vocabulary"], str(tmp_path))
     code = mixtures["cpt_code"]
     assert [t.name for t in code.tasks] == [

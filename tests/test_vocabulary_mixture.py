@@ -3,15 +3,15 @@
 import json
 
 import sentencepiece as spm
-from test_pipeline_order import PairsBuilder
+from corpora import GivenRecords
 
 from data_pipelines import corpus, vocabulary
 
 QUIET = {"log": lambda *_: None}
 
 
-class WithHeldOut(PairsBuilder):
-    """`PairsBuilder`, plus held-out records (texts starting with 'held out') in validation
+class WithHeldOut(GivenRecords):
+    """`GivenRecords`, plus held-out records (texts starting with 'held out') in validation
     and test."""
 
     def extract(self, unit, skipped):
