@@ -38,35 +38,31 @@ EncodeFn = Callable[[list[str], str], "object"]
 
 
 def load_beir(data_dir: str, split: str) -> tuple[dict, dict, dict]:
-    """`(corpus, queries, qrels)` of a BEIR-layout directory; errors name file and line.
+    """`(corpus, queries, qrels)` of a BEIR-layout directory, read by the supervised-pairs
+    reader (`data_pipelines.supervised`): corpus id -> `title + " " + text`, query id ->
+    text, query id -> {document id: grade} from `qrels/<split>.tsv`.
 
-    corpus: id -> `title + " " + text` (stripped); queries: id -> text; qrels: query id ->
-    {document id: grade} from `qrels/<split>.tsv` (first line is a header).
+    Evaluation data must be whole: any line the reader would skip, and a judgement of an
+    unknown document, is an error naming the directory and the reasons.
     """
-    corpus = {
-        str(r["_id"]): f"{r.get('title', '')} {r['text']}".strip()
-        for _, r in files.iter_records(os.path.join(data_dir, "corpus.jsonl"), ("_id", "text"))
-    }
-    queries = {
-        str(r["_id"]): r["text"]
-        for _, r in files.iter_records(os.path.join(data_dir, "queries.jsonl"), ("_id", "text"))
-    }
-    path = os.path.join(data_dir, "qrels", f"{split}.tsv")
+    from collections import Counter
+
+    from data_pipelines import supervised
+
+    if split not in supervised.SPLITS:
+        raise ValueError(f"qrels split {split!r} is not one of {sorted(supervised.SPLITS)}")
+    layout = supervised.beir_layout(data_dir, [split])
+    skipped: Counter = Counter()
+    corpus = supervised.beir_documents(layout.corpus, None, skipped)
+    queries = supervised.beir_queries(layout.queries[0], None, skipped)
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if line_number == 1 or not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            try:
-                query_id, doc_id, grade = parts[0], parts[1], int(parts[2])
-            except (IndexError, ValueError) as e:
-                raise ValueError(
-                    f"{path}:{line_number}: expected 'query-id\\tcorpus-id\\tscore'"
-                ) from e
+    for _, path in layout.qrels:
+        for line_number, query_id, doc_id, grade in supervised.beir_qrels(path, skipped):
             if doc_id not in corpus:
                 raise ValueError(f"{path}:{line_number}: unknown corpus id {doc_id!r}")
             qrels.setdefault(query_id, {})[doc_id] = grade
+    if skipped:
+        raise ValueError(f"{data_dir}: unusable lines in the {split!r} data: {dict(skipped)}")
     return corpus, queries, qrels
 
 

@@ -481,41 +481,58 @@ class BeirBuilder(_RetrievalBuilder):
         super().__init__([beir_layout(d, splits) for d in data_dirs], **kwargs)
 
     def _qrels(self, path, skipped):
-        first = True
-        for line_number, line in text_lines(path, "qrels", skipped):
-            fields = [f.strip() for f in line.split("\t")]
-            is_first, first = first, False
-            try:
-                score = int(fields[2]) if len(fields) == 3 else None
-            except ValueError:
-                if is_first:  # the header (`query-id corpus-id score`): BEIR always writes one
-                    continue
-                score = None
-            if score is None or not fields[0] or not fields[1]:
-                skipped["qrels_malformed_row"] += 1
-                continue
-            yield line_number, fields[0], fields[1], score
+        return beir_qrels(path, skipped)
 
     def _queries(self, layout, wanted, skipped):
-        queries: dict[str, str] = {}
-        for _, line in json_objects(layout.queries[0], "queries", skipped):
-            qid, text = _key(line.get("_id")), line.get("text")
-            if qid is None or not isinstance(text, str):
-                skipped["queries_missing_field"] += 1
-            elif qid in wanted:
-                _keep(queries, qid, text, "queries", skipped)
-        return queries
+        return beir_queries(layout.queries[0], wanted, skipped)
 
     def _documents(self, layout, wanted, skipped):
-        documents: dict[str, str] = {}
-        for _, line in json_objects(layout.corpus, "corpus", skipped):
-            doc_id, title, text = _key(line.get("_id")), line.get("title") or "", line.get("text")
-            if doc_id is None or not isinstance(text, str) or not isinstance(title, str):
-                skipped["corpus_missing_field"] += 1
-            elif doc_id in wanted:
-                # BEIR's join (its sentence-transformers encoder): title, a space, the text.
-                _keep(documents, doc_id, f"{title} {text}".strip(), "corpus", skipped)
-        return documents
+        return beir_documents(layout.corpus, wanted, skipped)
+
+
+def beir_qrels(path: str, skipped: Counter) -> Iterator[tuple[int, str, str, int]]:
+    """`(line number, query id, document id, grade)` of a BEIR `qrels/<split>.tsv`; its
+    header and malformed rows (counted) are left out."""
+    first = True
+    for line_number, line in text_lines(path, "qrels", skipped):
+        fields = [f.strip() for f in line.split("\t")]
+        is_first, first = first, False
+        try:
+            score = int(fields[2]) if len(fields) == 3 else None
+        except ValueError:
+            if is_first:  # the header (`query-id corpus-id score`): BEIR always writes one
+                continue
+            score = None
+        if score is None or not fields[0] or not fields[1]:
+            skipped["qrels_malformed_row"] += 1
+            continue
+        yield line_number, fields[0], fields[1], score
+
+
+def beir_queries(path: str, wanted: set[str] | None, skipped: Counter) -> dict[str, str]:
+    """Query id -> text of a BEIR `queries.jsonl` (only `wanted` ids; None: all)."""
+    queries: dict[str, str] = {}
+    for _, line in json_objects(path, "queries", skipped):
+        qid, text = _key(line.get("_id")), line.get("text")
+        if qid is None or not isinstance(text, str):
+            skipped["queries_missing_field"] += 1
+        elif wanted is None or qid in wanted:
+            _keep(queries, qid, text, "queries", skipped)
+    return queries
+
+
+def beir_documents(path: str, wanted: set[str] | None, skipped: Counter) -> dict[str, str]:
+    """Document id -> `title + " " + text` of a BEIR `corpus.jsonl` (only `wanted` ids;
+    None: all)."""
+    documents: dict[str, str] = {}
+    for _, line in json_objects(path, "corpus", skipped):
+        doc_id, title, text = _key(line.get("_id")), line.get("title") or "", line.get("text")
+        if doc_id is None or not isinstance(text, str) or not isinstance(title, str):
+            skipped["corpus_missing_field"] += 1
+        elif wanted is None or doc_id in wanted:
+            # BEIR's join (its sentence-transformers encoder): title, a space, the text.
+            _keep(documents, doc_id, f"{title} {text}".strip(), "corpus", skipped)
+    return documents
 
 
 # ----------------------------------------------------------------------------- MS MARCO

@@ -89,3 +89,27 @@ def test_evaluate_retrieval_and_bm25_on_a_tiny_corpus():
     assert bm25["mrr@10"] == 1.0 and bm25["num_queries"] == 2
     with pytest.raises(ValueError, match="judged queries have no text"):
         retrieval.evaluate_retrieval(word_encoder, CORPUS, {"q1": "x"}, JUDGED)
+
+
+def test_load_beir_reads_the_layout_and_refuses_partial_data(tmp_path):
+    import json
+
+    from cpt_jax import evaluate
+
+    (tmp_path / "qrels").mkdir()
+    docs = [{"_id": "d1", "title": "Dates", "text": "parse a date"}, {"_id": 2, "text": "sort"}]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "date?"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
+    corpus, queries, qrels = evaluate.load_beir(str(tmp_path), "test")
+    assert corpus == {"d1": "Dates parse a date", "2": "sort"}
+    assert queries == {"q1": "date?"} and qrels == {"q1": {"d1": 2}}
+    with open(tmp_path / "qrels" / "test.tsv", "a") as f:
+        f.write("q1\td9\t1\n")
+    with pytest.raises(ValueError, match=r"test\.tsv:3: unknown corpus id 'd9'"):
+        evaluate.load_beir(str(tmp_path), "test")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
+    with pytest.raises(ValueError, match=r"unusable lines .*qrels_malformed_row"):
+        evaluate.load_beir(str(tmp_path), "test")
+    with pytest.raises(ValueError, match="qrels split 'valid' is not one of"):
+        evaluate.load_beir(str(tmp_path), "valid")
