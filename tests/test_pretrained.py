@@ -85,6 +85,7 @@ def test_converted_minilm_equals_a_float64_reference_forward_pass(minilm, tensor
     assert ids[0, 0] == 101 and (ids == 102).sum() == len(SENTENCES)  # [CLS] ... [SEP]
     got = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     want = reference_bert(tensors, ids, minilm.config.num_heads, minilm.config.layer_norm_eps)
+    print(f"MiniLM vs float64 reference: max abs diff {np.abs(got - want).max():.1e}")
     assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
 
 
@@ -92,6 +93,7 @@ def test_minilm_embeddings_rank_a_paraphrase_first(minilm):
     ids = pretrained.encode_batch(minilm.tokenizer, SENTENCES, max_length=32)
     e = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     similarity = e @ e.T
+    print(f"MiniLM cosines: paraphrase {similarity[0, 1]:.3f}, unrelated {similarity[0, 2]:.3f}")
     assert similarity[0, 1] > 0.6  # paraphrases
     assert similarity[0, 1] > similarity[0, 2] + 0.3 and similarity[0, 1] > similarity[0, 3]
 
