@@ -34,9 +34,27 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
-    "notebooks": ["jupyter>=1.0", "ipykernel>=6", "nbclient>=0.10", "matplotlib>=3.8"],
+    # The notebook tests execute both notebooks in a real kernel (nbclient + ipykernel).
+    "test": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "ruff>=0.6",
+        "nbclient>=0.10",
+        "nbformat>=5.9",
+        "ipykernel>=6",
+        "matplotlib>=3.8",
+    ],
+    "notebooks": [
+        "jupyter>=1.0",
+        "ipykernel>=6",
+        "nbclient>=0.10",
+        "nbformat>=5.9",
+        "matplotlib>=3.8",
+    ],
     "bench": ["torch==2.13.0", "sentence-transformers>=3.0"],
+    # MTEB on cpt-jax models (cpt_jax.mteb_adapter); mteb itself requires torch and
+    # sentence-transformers, so its tests run where this extra is installed.
+    "mteb": ["mteb>=2.26,<3", "torch==2.13.0", "sentence-transformers>=3.0"],
 }
 
 setuptools.setup(

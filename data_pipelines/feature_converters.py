@@ -59,7 +59,7 @@ class PairFeatureConverter(seqio.FeatureConverter):
     }
     PACKING_FEATURE_DTYPES = {}
 
-    def __init__(self, vocabulary: seqio.SentencePieceVocabulary, num_negatives: int = 0, **kw):
+    def __init__(self, vocabulary: seqio.Vocabulary, num_negatives: int = 0, **kw):
         super().__init__(pack=False, **kw)
         self.num_negatives = num_negatives
         if num_negatives:
@@ -74,11 +74,9 @@ class PairFeatureConverter(seqio.FeatureConverter):
                 "negatives": _SPEC(dtype=tf.int32, rank=2),
                 "negative_ids": _SPEC(dtype=tf.int32),
             }
-        processor = vocabulary.tokenizer
-        self._ids = {
-            kind: tuple(processor.piece_to_id(p) for p in pieces)
-            for kind, pieces in DELIMITERS.items()
-        }
+        # The vocabularies of `data_pipelines.tasks` carry the inference tokenizer.
+        tokenizer = vocabulary.pair_tokenizer
+        self._ids = {kind: tokenizer.delimiter_ids(kind) for kind in DELIMITERS}
 
     def __call__(self, ds: tf.data.Dataset, task_feature_lengths) -> tf.data.Dataset:
         lengths = {"query_id": 0, "document_id": 0, **task_feature_lengths}

@@ -214,7 +214,7 @@ def _tokenize(task_name, split, sequence_lengths, num_negatives) -> dict[str, np
     """A pairs task's split as model features.
 
     Tasks of `data_pipelines.tasks` are read from their corpus and encoded in batches with
-    `cpt_jax.tokenization.PairTokenizer`, the inference tokenizer (fast: one C++ call per
+    `cpt_jax.tokenization`'s inference tokenizer (fast: one C++ call per
     side); other SeqIO tasks go through SeqIO and `PairFeatureConverter` (`seqio_features`),
     which gives the same arrays.
     """
@@ -223,13 +223,13 @@ def _tokenize(task_name, split, sequence_lengths, num_negatives) -> dict[str, np
     registered = tasks.corpus_of(task_name)
     if registered is None:
         return seqio_features(task_name, split, sequence_lengths, num_negatives)
-    from cpt_jax.tokenization import PairTokenizer
+    from cpt_jax.tokenization import load_tokenizer
 
     data_dir, vocabulary_path = registered
     records = corpus.read_split(data_dir, split)
     if not records:
         raise ValueError(f"task {task_name!r} has no {split!r} examples")
-    tokenizer = PairTokenizer.from_file(vocabulary_path)
+    tokenizer = load_tokenizer(vocabulary_path)
     query_length, document_length = sequence_lengths["inputs"], sequence_lengths["targets"]
     features = {
         "queries": tokenizer.encode([r["query"] for r in records], "query", query_length),

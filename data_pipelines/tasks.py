@@ -28,6 +28,7 @@ import sentencepiece as spm
 import seqio
 import tensorflow as tf
 
+from cpt_jax.tokenization import HuggingFaceTokenizer, PairTokenizer, load_tokenizer
 from data_pipelines import corpus
 
 TEXT_FIELDS = ("query", "document")
@@ -59,6 +60,13 @@ class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
     """
 
     @property
+    def pair_tokenizer(self) -> PairTokenizer:
+        """The inference tokenizer of this vocabulary (delimiters included)."""
+        if getattr(self, "_pair_tokenizer", None) is None:
+            self._pair_tokenizer = PairTokenizer.from_file(self.sentencepiece_model_file)
+        return self._pair_tokenizer
+
+    @property
     def _processor(self) -> spm.SentencePieceProcessor:
         if getattr(self, "_python_processor", None) is None:
             self._python_processor = spm.SentencePieceProcessor(
@@ -78,11 +86,73 @@ class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
             flat = np.array([i for row in ids for i in row], np.int32)
             return flat, lengths
 
-        flat, lengths = tf.numpy_function(encode, [s], (tf.int32, tf.int64), stateful=False)
-        flat.set_shape([None])
-        if s.shape.rank == 0:
-            return flat
-        return tf.RaggedTensor.from_row_lengths(flat, tf.reshape(lengths, [-1]))
+        return _encode_in_graph(encode, s)
+
+
+def _encode_in_graph(encode, s: tf.Tensor) -> tf.Tensor:
+    """Runs `encode(bytes or array of bytes) -> (flat ids, row lengths)` inside a TF graph:
+    a scalar string -> `[n]` int32, a `[k]` string vector -> ragged `[k, None]`."""
+    flat, lengths = tf.numpy_function(encode, [s], (tf.int32, tf.int64), stateful=False)
+    flat.set_shape([None])
+    if s.shape.rank == 0:
+        return flat
+    return tf.RaggedTensor.from_row_lengths(flat, tf.reshape(lengths, [-1]))
+
+
+class HuggingFaceVocabulary(seqio.Vocabulary):
+    """A pretrained checkpoint's `tokenizer.json` as a SeqIO vocabulary (encoding in graph
+    with `tokenizers`, through `cpt_jax.tokenization.HuggingFaceTokenizer`, without the
+    `[CLS]`/`[SEP]` delimiters, which the feature converter adds as for SentencePiece)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.pair_tokenizer = HuggingFaceTokenizer.from_file(path)
+        super().__init__(extra_ids=0)
+
+    @property
+    def eos_id(self) -> int:
+        return self.pair_tokenizer.delimiter_ids("document")[1]
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.pair_tokenizer.unk_id
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return self.pair_tokenizer.vocab_size
+
+    def _encode(self, s: str) -> list[int]:
+        return self.pair_tokenizer.pieces([s])[0]
+
+    def _decode(self, ids) -> str:
+        return self.pair_tokenizer.decode(ids)
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        tokenizer = self.pair_tokenizer
+
+        def encode(texts):
+            texts = [texts] if isinstance(texts, bytes) else list(np.asarray(texts).reshape(-1))
+            ids = tokenizer.pieces([t.decode("utf-8") for t in texts])
+            lengths = np.array([len(row) for row in ids], np.int64)
+            flat = np.array([i for row in ids for i in row], np.int32)
+            return flat, lengths
+
+        return _encode_in_graph(encode, s)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError("decoding is not needed to train contrastive pairs")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, HuggingFaceVocabulary) and (
+            self.pair_tokenizer.serialized_model == other.pair_tokenizer.serialized_model
+        )
+
+
+def vocabulary_from_file(path: str) -> seqio.Vocabulary:
+    """The SeqIO vocabulary of a SentencePiece `.model` or a Hugging Face `tokenizer.json`."""
+    if isinstance(load_tokenizer(path), HuggingFaceTokenizer):
+        return HuggingFaceVocabulary(path)
+    return SentencePieceVocabulary(path)
 
 
 def task_name_for(data_dir: str, num_negatives: int = 0) -> str:
@@ -150,14 +220,15 @@ def register_pairs_task(
     Args:
       name: the task name (None: `task_name_for(data_dir, num_negatives)`).
       data_dir: a finished corpus directory (has `manifest.json`).
-      vocabulary_path: the SentencePiece `.model` shared by every side.
+      vocabulary_path: the vocabulary shared by every side: a SentencePiece `.model`, or a
+        pretrained model's `tokenizer.json`.
       num_negatives: hard negatives per pair to read (the corpus needs a `negatives` field
         with at least that many per record; a record with fewer is an error, not skipped).
     """
     if not os.path.exists(vocabulary_path):
-        raise FileNotFoundError(f"{vocabulary_path}: SentencePiece model not found")
+        raise FileNotFoundError(f"{vocabulary_path}: vocabulary not found")
     name = name or task_name_for(data_dir, num_negatives)
-    vocabulary = SentencePieceVocabulary(vocabulary_path)
+    vocabulary = vocabulary_from_file(vocabulary_path)
     features = {
         key: seqio.Feature(vocabulary, add_eos=False, dtype=tf.int32)
         for key in ("inputs", "targets")

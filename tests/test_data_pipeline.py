@@ -322,7 +322,7 @@ def test_host_shards_concatenate_to_the_same_global_batches(task):
 
 
 def test_register_task_errors(tmp_path, stdlib_corpus):
-    with pytest.raises(FileNotFoundError, match="SentencePiece model not found"):
+    with pytest.raises(FileNotFoundError, match="none.model: vocabulary not found"):
         tasks.register_pairs_task("t_err", str(tmp_path), str(tmp_path / "none.model"))
     with pytest.raises(FileNotFoundError, match="no manifest, so .* is not a finished corpus"):
         tasks.register_pairs_task("t_err", str(tmp_path), stdlib_corpus["vocabulary"])

