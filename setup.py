@@ -43,6 +43,8 @@ EXTRAS_REQUIRE = {
         "nbformat>=5.9",
         "ipykernel>=6",
         "matplotlib>=3.8",
+        # The optional faiss search of retrieval evaluation (tests/test_evaluation_faiss.py).
+        "faiss-cpu>=1.8",
     ],
     "notebooks": [
         "jupyter>=1.0",
@@ -51,6 +53,8 @@ EXTRAS_REQUIRE = {
         "nbformat>=5.9",
         "matplotlib>=3.8",
     ],
+    # A faiss index for retrieval over large corpora (evaluate --search faiss_flat|faiss_hnsw).
+    "faiss": ["faiss-cpu>=1.8"],
     "bench": ["torch==2.13.0", "sentence-transformers>=3.0"],
     # MTEB on cpt-jax models (cpt_jax.mteb_adapter); mteb itself requires torch and
     # sentence-transformers, so its tests run where this extra is installed.

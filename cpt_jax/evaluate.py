@@ -7,7 +7,8 @@ the JSON file:
                                default test): MRR, R@1, R@10; baseline BM25.
   --retrieval BEIR_DIR         BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv;
                                `--qrels_split`, default test): MRR@10, nDCG@10, Recall@100 by
-                               exact search; baseline BM25.
+                               exact search (`--search faiss_flat|faiss_hnsw` for a faiss
+                               index); baseline BM25.
   --pair_retrieval CORPUS_DIR  retrieval over a pairs corpus's split (`--split`): every
                                distinct query against every distinct document of the split,
                                its own documents relevant (Debian short -> long descriptions);
@@ -102,7 +103,9 @@ def read_records(data_dir: str, split: str, kind: str | None) -> list[dict]:
     return records
 
 
-def pair_retrieval_task(encode: EncodeFn, data_dir: str, split: str, kind: str | None) -> dict:
+def pair_retrieval_task(
+    encode: EncodeFn, data_dir: str, split: str, kind: str | None, search_kw: dict | None = None
+) -> dict:
     """Each distinct query of the split searches all its distinct documents; the documents
     it is paired with are relevant (ids: the corpus's text ids)."""
     records = read_records(data_dir, split, kind)
@@ -112,15 +115,17 @@ def pair_retrieval_task(encode: EncodeFn, data_dir: str, split: str, kind: str |
     for r in records:
         qrels.setdefault(str(r["query_id"]), {})[str(r["document_id"])] = 1
     return {
-        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels),
+        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels, **(search_kw or {})),
         "bm25": evaluation.bm25_retrieval(corpus, queries, qrels),
     }
 
 
-def retrieval_task(encode: EncodeFn, data_dir: str, split: str) -> dict:
+def retrieval_task(
+    encode: EncodeFn, data_dir: str, split: str, search_kw: dict | None = None
+) -> dict:
     corpus, queries, qrels = load_beir(data_dir, split)
     return {
-        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels),
+        "model": evaluation.evaluate_retrieval(encode, corpus, queries, qrels, **(search_kw or {})),
         "bm25": evaluation.bm25_retrieval(corpus, queries, qrels),
     }
 
@@ -208,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair_retrieval", help="a pairs corpus directory")
     parser.add_argument("--retrieval", help="a BEIR-layout directory")
     parser.add_argument("--qrels_split", default="test")
+    parser.add_argument(
+        "--search",
+        default="exact",
+        choices=evaluation.SEARCH_METHODS,
+        help="retrieval search: exact (numpy), faiss_flat (exact, faiss) or faiss_hnsw "
+        "(approximate; these two need `pip install faiss-cpu`)",
+    )
+    parser.add_argument("--ef_search", type=int, help="faiss_hnsw search depth (default 128)")
     parser.add_argument("--classification", help="a corpus directory with a label field")
     parser.add_argument("--text_field", default="document")
     parser.add_argument("--train_split", default="train")
@@ -219,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--similarity", help="a text1\\ttext2\\tscore file")
     parser.add_argument("--output", help="JSON file for every figure")
     args = parser.parse_args(argv)
+    if args.ef_search is not None and args.search != "faiss_hnsw":
+        parser.error("--ef_search applies to --search faiss_hnsw only")
+    search_kw = {"search": args.search}
+    if args.ef_search is not None:
+        search_kw["search_options"] = {"ef_search": args.ef_search}
     tasks = (args.code_search, args.pair_retrieval, args.retrieval, args.classification)
     if not any((*tasks, args.similarity)):
         parser.error("name at least one task (--code_search, --retrieval, ...)")
@@ -242,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.pair_retrieval:
         results["pair_retrieval"] = pair_retrieval_task(
-            encode, args.pair_retrieval, args.split, args.record_kind
+            encode, args.pair_retrieval, args.split, args.record_kind, search_kw
         )
     if args.retrieval:
-        results["retrieval"] = retrieval_task(encode, args.retrieval, args.qrels_split)
+        results["retrieval"] = retrieval_task(encode, args.retrieval, args.qrels_split, search_kw)
     if args.classification:
         results["classification"] = classification_task(
             encode,

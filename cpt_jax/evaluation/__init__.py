@@ -24,11 +24,14 @@ from cpt_jax.evaluation.code_search import (
     ranks_from_scores,
 )
 from cpt_jax.evaluation.retrieval import (
+    SEARCH_METHODS,
     bm25_retrieval,
     evaluate_retrieval,
     exact_search,
+    faiss_search,
     query_metrics,
     retrieval_metrics,
+    search_documents,
 )
 from cpt_jax.evaluation.similarity import (
     average_ranks,
@@ -53,6 +56,9 @@ __all__ = [
     "bm25_retrieval",
     "evaluate_retrieval",
     "exact_search",
+    "faiss_search",
+    "search_documents",
+    "SEARCH_METHODS",
     "query_metrics",
     "retrieval_metrics",
     "bm25_scores",

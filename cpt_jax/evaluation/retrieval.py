@@ -17,6 +17,16 @@ Example:
   top = exact_search(query_embeddings, doc_embeddings, k=100)      # [q, 100] indices
   ranked = {qid: [doc_ids[j] for j in row] for qid, row in zip(query_ids, top)}
   retrieval_metrics(ranked, qrels)   # {'mrr@10': ..., 'ndcg@10': ..., 'recall@100': ...}
+
+Search methods (`search_documents(..., method=...)`, `evaluate_retrieval(..., search=...)`):
+
+    exact        numpy, chunked matrix products; ties by document index (the default)
+    faiss_flat   faiss `IndexFlatIP`: exact too, multi-threaded BLAS, for large corpora
+    faiss_hnsw   faiss `IndexHNSWFlat` (inner product): approximate, sub-linear per query
+                 once built; `ef_search` trades speed for recall
+
+The faiss methods need the optional `faiss` package (`pip install faiss-cpu`), imported only
+when one of them is asked for.
 """
 
 from __future__ import annotations
@@ -28,6 +38,28 @@ import numpy as np
 
 # Bytes of float32 scores held at once by `exact_search` (query rows x all documents).
 _SCORE_CHUNK_BYTES = 256 * 2**20
+
+SEARCH_METHODS = ("exact", "faiss_flat", "faiss_hnsw")
+# Keyword options each method accepts (`search_documents(..., **options)`).
+_METHOD_OPTIONS = {
+    "exact": frozenset(),
+    "faiss_flat": frozenset(),
+    "faiss_hnsw": frozenset({"hnsw_m", "ef_construction", "ef_search"}),
+}
+
+
+def _search_inputs(
+    queries: np.ndarray, documents: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """float32 `[q, d]` and `[n, d]` arrays and `min(k, n)`, or a ValueError."""
+    queries, documents = np.asarray(queries, np.float32), np.asarray(documents, np.float32)
+    if queries.ndim != 2 or documents.ndim != 2 or queries.shape[1] != documents.shape[1]:
+        raise ValueError(
+            f"need [q, d] and [n, d] embeddings, got {queries.shape}, {documents.shape}"
+        )
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    return queries, documents, min(k, len(documents))
 
 
 def exact_search(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarray:
@@ -42,15 +74,8 @@ def exact_search(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarr
       int64 `[q, min(k, n)]` document indices, best first; equal scores are ordered by
       document index, so the result is deterministic.
     """
-    queries, documents = np.asarray(queries, np.float32), np.asarray(documents, np.float32)
-    if queries.ndim != 2 or documents.ndim != 2 or queries.shape[1] != documents.shape[1]:
-        raise ValueError(
-            f"need [q, d] and [n, d] embeddings, got {queries.shape}, {documents.shape}"
-        )
-    if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
+    queries, documents, k = _search_inputs(queries, documents, k)
     n = len(documents)
-    k = min(k, n)
     rows = max(1, _SCORE_CHUNK_BYTES // (4 * max(n, 1)))
     out = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), rows):
@@ -59,6 +84,112 @@ def exact_search(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarr
         order = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=-1)
         out[start : start + rows] = order[:, :k]
     return out
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError(
+            "the faiss search methods need the faiss package: pip install faiss-cpu "
+            "(or use search='exact')"
+        ) from error
+    return faiss
+
+
+def faiss_search(
+    queries: np.ndarray,
+    documents: np.ndarray,
+    k: int,
+    *,
+    index: str = "flat",
+    hnsw_m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+) -> np.ndarray:
+    """`exact_search`'s contract through a faiss inner-product index built over `documents`.
+
+    Args:
+      queries: `[q, d]` embeddings.
+      documents: `[n, d]` embeddings (copied into the index as float32: n * d * 4 bytes).
+      k: how many to return (at most n).
+      index: 'flat' (`IndexFlatIP`: exact, multi-threaded BLAS; the same top k as
+        `exact_search` up to float32 rounding) or 'hnsw' (`IndexHNSWFlat` with
+        `METRIC_INNER_PRODUCT`: approximate; best on unit-norm rows, where inner product
+        order is L2 order).
+      hnsw_m: HNSW graph degree (`M`); more is better recall, more memory and build time.
+      ef_construction: HNSW candidate list while building.
+      ef_search: HNSW candidate list while searching, raised to k if smaller; the knob that
+        trades speed for recall.
+
+    Returns:
+      int64 `[q, min(k, n)]` document indices, best first. faiss does not order equal
+      scores by document index, so among tied (or, after rounding, nearly tied) documents
+      its order may differ from `exact_search`'s.
+    """
+    if index not in ("flat", "hnsw"):
+        raise ValueError(f"unknown faiss index {index!r}; one of 'flat', 'hnsw'")
+    queries, documents, k = _search_inputs(queries, documents, k)
+    faiss = _import_faiss()
+    if k == 0:  # an empty corpus
+        return np.empty((len(queries), 0), np.int64)
+    dim = documents.shape[1]
+    if index == "flat":
+        searcher = faiss.IndexFlatIP(dim)
+    else:
+        if hnsw_m < 2 or ef_construction < 1 or ef_search < 1:
+            raise ValueError(
+                f"need hnsw_m >= 2, ef_construction >= 1, ef_search >= 1, got {hnsw_m}, "
+                f"{ef_construction}, {ef_search}"
+            )
+        searcher = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        searcher.hnsw.efConstruction = ef_construction
+    searcher.add(np.ascontiguousarray(documents))
+    if index == "hnsw":
+        searcher.hnsw.efSearch = max(ef_search, k)
+    _, found = searcher.search(np.ascontiguousarray(queries), k)
+    if (found < 0).any():  # HNSW found fewer than k documents for some query
+        raise RuntimeError(
+            f"faiss {index} search returned fewer than k={k} documents for "
+            f"{int((found < 0).any(axis=1).sum())} queries; raise ef_search"
+        )
+    return found.astype(np.int64, copy=False)
+
+
+def _check_search_method(method: str, options: Mapping) -> None:
+    """A ValueError for an unknown method, a TypeError for an option it does not take, and
+    the faiss ImportError now (before any encoding) for a faiss method."""
+    if method not in _METHOD_OPTIONS:
+        raise ValueError(f"unknown search method {method!r}; one of {', '.join(SEARCH_METHODS)}")
+    unknown = sorted(set(options) - _METHOD_OPTIONS[method])
+    if unknown:
+        allowed = ", ".join(sorted(_METHOD_OPTIONS[method])) or "none"
+        raise TypeError(f"search method {method!r} takes no option {unknown} (takes: {allowed})")
+    if method.startswith("faiss_"):
+        _import_faiss()
+
+
+def search_documents(
+    queries: np.ndarray, documents: np.ndarray, k: int, *, method: str = "exact", **options
+) -> np.ndarray:
+    """The `k` best documents of every query by dot product, by one of `SEARCH_METHODS`.
+
+    Args:
+      queries: `[q, d]` embeddings.
+      documents: `[n, d]` embeddings.
+      k: how many to return (at most n).
+      method: 'exact' (`exact_search`), 'faiss_flat' or 'faiss_hnsw' (`faiss_search` with
+        index 'flat' / 'hnsw').
+      **options: 'faiss_hnsw' only: `hnsw_m`, `ef_construction`, `ef_search`.
+
+    Returns:
+      int64 `[q, min(k, n)]` document indices, best first (tie order: see `exact_search`
+      and `faiss_search`).
+    """
+    _check_search_method(method, options)
+    if method == "exact":
+        return exact_search(queries, documents, k)
+    return faiss_search(queries, documents, k, index=method.removeprefix("faiss_"), **options)
 
 
 def query_metrics(ranked: Sequence[str], qrels: Mapping[str, int], k_values=None) -> dict:
@@ -125,8 +256,10 @@ def evaluate_retrieval(
     *,
     k: int = 100,
     batch_size: int = 256,
+    search: str = "exact",
+    search_options: Mapping | None = None,
 ) -> dict:
-    """`retrieval_metrics` of an encoder by exact search over the whole corpus.
+    """`retrieval_metrics` of an encoder by searching the whole corpus.
 
     Args:
       encode_fn: `(texts, kind) -> [n, d]` unit-norm embeddings; kind is 'query' or
@@ -134,8 +267,15 @@ def evaluate_retrieval(
       corpus, queries: id -> text (BEIR's corpus.jsonl / queries.jsonl).
       qrels: query id -> {document id: grade}; only judged queries are searched.
       k: ranking depth (Recall@k needs k at least 100).
+      search: one of `SEARCH_METHODS`: 'exact' (default), 'faiss_flat' (exact, faiss BLAS)
+        or 'faiss_hnsw' (approximate). Checked, and faiss imported, before any encoding.
+      search_options: keyword options of the method, e.g. `{"ef_search": 256}` for
+        'faiss_hnsw' (see `search_documents`).
     """
     from cpt_jax.evaluation.code_search import encode_in_batches
+
+    search_options = dict(search_options or {})
+    _check_search_method(search, search_options)
 
     doc_ids = list(corpus)
     query_ids = [q for q in qrels if q in queries]
@@ -146,7 +286,7 @@ def evaluate_retrieval(
     query_embeddings = encode_in_batches(
         encode_fn, [queries[q] for q in query_ids], "query", batch_size
     )
-    top = exact_search(query_embeddings, documents, k)
+    top = search_documents(query_embeddings, documents, k, method=search, **search_options)
     ranked = {q: [doc_ids[j] for j in row] for q, row in zip(query_ids, top)}
     return retrieval_metrics(ranked, {q: qrels[q] for q in query_ids})
 
