@@ -186,7 +186,8 @@ def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus
     argv += ["--num_candidates", "100", "--retrieval", str(beir), "--similarity", str(similarity)]
     assert evaluate.main([*argv, "--output", str(output)]) == 0
     results = json.loads(output.read_text())
-    assert set(results) == {"model", "code_search", "retrieval", "similarity"}
+    assert set(results) == {"model", "sequence_lengths", "code_search", "retrieval", "similarity"}
+    assert results["sequence_lengths"] == {"queries": 16, "documents": 48}  # the run's lengths
     pairs = corpus.read_split(stdlib_corpus["data_dir"], "test")
     assert results["code_search"]["bm25"] == evaluation.bm25_code_search(pairs, num_candidates=100)
     assert 0 < results["code_search"]["model"]["mrr"] <= 1
