@@ -37,6 +37,22 @@ def text_id(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
+def delimited_rows(
+    pieces: Sequence[Sequence[int]], sos: int, eos: int, max_length: int
+) -> np.ndarray:
+    """Ids of each text -> int32 `[len(pieces), max_length]` rows `[SOS] + ids[:max_length - 2]
+    + [EOS]`, right-padded with `PAD_ID` (the head of a long text is kept)."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be at least 3 (two delimiters), got {max_length}")
+    out = np.full((len(pieces), max_length), PAD_ID, np.int32)
+    for row, ids in enumerate(pieces):
+        ids = ids[: max_length - 2]
+        out[row, 0] = sos
+        out[row, 1 : 1 + len(ids)] = ids
+        out[row, 1 + len(ids)] = eos
+    return out
+
+
 class PairTokenizer:
     """A SentencePiece model with the pair delimiters.
 
@@ -82,6 +98,10 @@ class PairTokenizer:
     def processor(self) -> spm.SentencePieceProcessor:
         return self._sp
 
+    def pieces(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids without delimiters."""
+        return self._sp.encode(list(texts))
+
     def delimiter_ids(self, kind: str) -> tuple[int, int]:
         """(SOS id, EOS id) of a side, `kind` in {'query', 'document'}."""
         if kind not in self._delimiter_ids:
@@ -90,16 +110,7 @@ class PairTokenizer:
 
     def encode(self, texts: Sequence[str], kind: str, max_length: int) -> np.ndarray:
         """Texts -> int32 `[len(texts), max_length]` delimited, truncated, right-padded rows."""
-        sos, eos = self.delimiter_ids(kind)
-        if max_length < 3:
-            raise ValueError(f"max_length must be at least 3 (two delimiters), got {max_length}")
-        out = np.full((len(texts), max_length), PAD_ID, np.int32)
-        for row, pieces in enumerate(self._sp.encode(list(texts))):
-            pieces = pieces[: max_length - 2]
-            out[row, 0] = sos
-            out[row, 1 : 1 + len(pieces)] = pieces
-            out[row, 1 + len(pieces)] = eos
-        return out
+        return delimited_rows(self.pieces(texts), *self.delimiter_ids(kind), max_length)
 
 
 class HuggingFaceTokenizer:
@@ -183,16 +194,7 @@ class HuggingFaceTokenizer:
 
     def encode(self, texts: Sequence[str], kind: str, max_length: int) -> np.ndarray:
         """Texts -> int32 `[len(texts), max_length]` delimited, truncated, right-padded rows."""
-        sos, eos = self.delimiter_ids(kind)
-        if max_length < 3:
-            raise ValueError(f"max_length must be at least 3 (two delimiters), got {max_length}")
-        out = np.full((len(texts), max_length), PAD_ID, np.int32)
-        for row, pieces in enumerate(self.pieces(texts)):
-            pieces = pieces[: max_length - 2]
-            out[row, 0] = sos
-            out[row, 1 : 1 + len(pieces)] = pieces
-            out[row, 1 + len(pieces)] = eos
-        return out
+        return delimited_rows(self.pieces(texts), *self.delimiter_ids(kind), max_length)
 
 
 Tokenizer = PairTokenizer | HuggingFaceTokenizer

@@ -76,22 +76,21 @@ class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
         """A scalar string -> `[n]` int32; a `[k]` string vector -> ragged `[k, None]`."""
-        processor = self._processor
-
-        def encode(texts):
-            # A scalar arrives as `bytes`, a vector as an object array of `bytes`.
-            texts = [texts] if isinstance(texts, bytes) else list(np.asarray(texts).reshape(-1))
-            ids = processor.encode([t.decode("utf-8") for t in texts])
-            lengths = np.array([len(row) for row in ids], np.int64)
-            flat = np.array([i for row in ids for i in row], np.int32)
-            return flat, lengths
-
-        return _encode_in_graph(encode, s)
+        return _encode_in_graph(self._processor.encode, s)
 
 
-def _encode_in_graph(encode, s: tf.Tensor) -> tf.Tensor:
-    """Runs `encode(bytes or array of bytes) -> (flat ids, row lengths)` inside a TF graph:
-    a scalar string -> `[n]` int32, a `[k]` string vector -> ragged `[k, None]`."""
+def _encode_in_graph(pieces_fn, s: tf.Tensor) -> tf.Tensor:
+    """Runs `pieces_fn(list of str) -> list of id lists` inside a TF graph: a scalar string
+    -> `[n]` int32, a `[k]` string vector -> ragged `[k, None]`."""
+
+    def encode(texts):
+        # A scalar arrives as `bytes`, a vector as an object array of `bytes`.
+        texts = [texts] if isinstance(texts, bytes) else list(np.asarray(texts).reshape(-1))
+        ids = pieces_fn([t.decode("utf-8") for t in texts])
+        lengths = np.array([len(row) for row in ids], np.int64)
+        flat = np.array([i for row in ids for i in row], np.int32)
+        return flat, lengths
+
     flat, lengths = tf.numpy_function(encode, [s], (tf.int32, tf.int64), stateful=False)
     flat.set_shape([None])
     if s.shape.rank == 0:
@@ -128,16 +127,7 @@ class HuggingFaceVocabulary(seqio.Vocabulary):
         return self.pair_tokenizer.decode(ids)
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        tokenizer = self.pair_tokenizer
-
-        def encode(texts):
-            texts = [texts] if isinstance(texts, bytes) else list(np.asarray(texts).reshape(-1))
-            ids = tokenizer.pieces([t.decode("utf-8") for t in texts])
-            lengths = np.array([len(row) for row in ids], np.int64)
-            flat = np.array([i for row in ids for i in row], np.int32)
-            return flat, lengths
-
-        return _encode_in_graph(encode, s)
+        return _encode_in_graph(self.pair_tokenizer.pieces, s)
 
     def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError("decoding is not needed to train contrastive pairs")
