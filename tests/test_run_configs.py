@@ -44,13 +44,15 @@ def test_recipe_configures_data_batch_and_model(name):
 
 
 FINETUNING_RECIPES = {"cpt_code": "data/pypi_code", "cpt_text": "data/debian_text"}
+# cpt_code trades batch for steps on a 2-core CPU (measured in its gin file).
+MIN_BATCH = {"cpt_code": 1024, "cpt_text": 4096}
 
 
 @pytest.mark.parametrize("name", sorted(FINETUNING_RECIPES))
 def test_minilm_recipe_describes_minilm_exactly(name):
     """The fine-tuning recipes start from MiniLM: their EncoderConfig is the converted
-    checkpoint's (else INIT_FROM would refuse it), with its vocabulary, at batch >= 4,096
-    with gradient caching and short queries."""
+    checkpoint's (else INIT_FROM would refuse it), with its vocabulary, with gradient caching
+    over batches of at least 1,024 (4,096 for cpt_text) and short queries."""
     from cpt_jax import pretrained
     from cpt_jax.models import EncoderConfig
 
@@ -70,7 +72,8 @@ def test_minilm_recipe_describes_minilm_exactly(name):
         data = train.PairData()
         assert data.data_dirs == [FINETUNING_RECIPES[name]] and data.vocabulary_path is None
         batch = gin.query_parameter("BATCH_SIZE/macro.value")
-        assert batch >= 4096 and batch % gin.query_parameter("GRAD_CACHE_CHUNK/macro.value") == 0
+        chunk = gin.query_parameter("GRAD_CACHE_CHUNK/macro.value")
+        assert batch >= MIN_BATCH[name] and chunk < batch and batch % chunk == 0
         assert data.query_length < data.document_length
     finally:
         gin.clear_config()
