@@ -71,6 +71,9 @@ class PairData:
       mixture_temperature: see `data_pipelines.tasks.mixture_rates`.
       single_task_batches: draw each batch of a mixture from one corpus (harder in-batch
         negatives, no source shortcuts).
+      group_batches_by: a corpus field (e.g. `'package'` of code pairs) whose values keep
+        together in batches: harder in-batch negatives from within one code base (see
+        `data_pipelines.pipeline.grouped_epoch`). None: plain shuffles.
       num_negatives: hard negatives per pair (the corpus needs a `negatives` field); they
         add columns to the loss.
     """
@@ -85,6 +88,7 @@ class PairData:
     mixture_rates: tuple[float, ...] | None = None
     mixture_temperature: float = 1.0
     single_task_batches: bool = False
+    group_batches_by: str | None = None
     num_negatives: int = 0
 
     @property
@@ -133,6 +137,7 @@ class PairData:
             shard_info=seqio.ShardInfo(shard_index, num_shards),
             num_negatives=self.num_negatives,
             single_task_batches=self.single_task_batches,
+            group_field=self.group_batches_by,
         )
 
 

@@ -10,6 +10,10 @@ not which rows make up a batch.
 How the order is defined (`StepIndexedOrder`):
 - Each task is a stream of its examples, epoch after epoch, each epoch a fresh permutation
   seeded by (seed, task, epoch). Row `r` of the stream is `perm_{r // N}[r % N]`.
+- Grouped epochs (`groups`, e.g. each code pair's package; `grouped_epoch`): an epoch's
+  permutation shuffles each group, cuts it into blocks of one global batch and shuffles
+  the blocks, so most batches hold one or two groups: in-batch negatives from the same
+  code base are the near misses a search over it must tell apart.
 - One task: global batch `k` is rows `[k G, (k + 1) G)` of its stream (`G` the global batch).
 - A mixture, mixed batches: batch `k` takes `n_t(k)` rows from task `t`, with cumulative
   counts `C_t(k) = floor(k G W_t) - floor(k G W_{t-1})` (`W` the cumulative rates), so every
@@ -70,6 +74,8 @@ class StepIndexedOrder:
       seed: the run's data seed.
       single_task_batches: draw each batch from one task (see the module docstring).
       shuffle: False keeps each task's examples in corpus order (epochs repeat it).
+      groups: per task, None or an int array `[size]` of each example's group: its epochs
+        are then `grouped_epoch`s (needs `shuffle`).
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class StepIndexedOrder:
         seed: int = 0,
         single_task_batches: bool = False,
         shuffle: bool = True,
+        groups: Sequence[np.ndarray | None] | None = None,
     ):
         if not sizes or any(n <= 0 for n in sizes):
             raise ValueError(f"every task needs examples, got sizes {list(sizes)}")
@@ -97,6 +104,16 @@ class StepIndexedOrder:
         self.seed = seed
         self.single_task_batches = single_task_batches and len(sizes) > 1
         self.shuffle = shuffle
+        self.groups = list(groups) if groups is not None else [None] * len(sizes)
+        if len(self.groups) != len(sizes):
+            raise ValueError(f"groups for {len(self.groups)} tasks, but {len(sizes)} tasks")
+        for task, (size, labels) in enumerate(zip(self.sizes, self.groups)):
+            if labels is not None and np.shape(labels) != (size,):
+                raise ValueError(
+                    f"task {task}: groups of shape {np.shape(labels)}, expected ({size},)"
+                )
+        if not shuffle and any(labels is not None for labels in self.groups):
+            raise ValueError("groups need shuffle=True (they define how an epoch is shuffled)")
         # Batches each task served before block i of single-task choices (grows lazily).
         self._served_before_block = [np.zeros(len(sizes), dtype=np.int64)]
 
@@ -106,6 +123,8 @@ class StepIndexedOrder:
         if not self.shuffle:
             return np.arange(self.sizes[task])
         rng = np.random.default_rng([self.seed, task, epoch])
+        if self.groups[task] is not None:
+            return grouped_epoch(self.groups[task], self.global_batch, rng)
         return rng.permutation(self.sizes[task])
 
     def stream(self, task: int, start: int, stop: int) -> np.ndarray:
@@ -164,6 +183,47 @@ class StepIndexedOrder:
             rows = np.random.default_rng([self.seed, 2_000_003, step]).permutation(g)
             tasks, examples = tasks[rows], examples[rows]
         return tasks, examples
+
+
+def grouped_epoch(groups: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of `range(len(groups))` that keeps groups together in blocks.
+
+    Each group's members are shuffled and cut into blocks of `block` (its last block may be
+    shorter); the blocks of all groups are shuffled and concatenated. With `block` the
+    global batch, a batch holds one group, or the tails of a few.
+
+    Args:
+      groups: `[n]` integer group of each example.
+      block: the block length (> 0).
+      rng: the epoch's generator.
+    Returns:
+      `[n]` int64 example indices.
+    """
+    groups = np.asarray(groups)
+    blocks = []
+    for group in np.unique(groups):
+        members = rng.permutation(np.flatnonzero(groups == group))
+        blocks.extend(np.split(members, np.arange(block, len(members), block)))
+    return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]).astype(np.int64)
+
+
+def group_labels(task_name: str, split: str, field: str) -> np.ndarray:
+    """`[n]` int32 index of each example's value of the corpus field `field`, in corpus order
+    (the order of `tokenized_split`); for tasks registered by `data_pipelines.tasks`."""
+    from data_pipelines import corpus, tasks
+
+    registered = tasks.corpus_of(task_name)
+    if registered is None:
+        raise ValueError(f"task {task_name!r}: batch groups need a corpus of data_pipelines.tasks")
+    data_dir = registered[0]
+    schema = corpus.read_manifest(data_dir)["schema"]
+    if field not in schema:
+        raise ValueError(
+            f"{data_dir}: no field {field!r} to group batches by (its fields: {sorted(schema)})"
+        )
+    values = [record[field] for record in corpus.read_split(data_dir, split)]
+    _, labels = np.unique(np.array(values, dtype=object).astype(str), return_inverse=True)
+    return labels.astype(np.int32)
 
 
 def tokenized_split(
@@ -292,6 +352,7 @@ def pair_batches(
     shard_info=None,
     num_negatives: int = 0,
     single_task_batches: bool = False,
+    group_field: str | None = None,
     shuffle: bool = True,
     repeat: bool = True,
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -309,6 +370,8 @@ def pair_batches(
       shard_info: `seqio.ShardInfo(index, num_shards)` of this host (None: the only host).
       num_negatives: hard negatives per pair.
       single_task_batches: for a mixture, draw each batch from one task.
+      group_field: a corpus field (e.g. `'package'`) whose values keep together in
+        batches (see `grouped_epoch`); None: plain shuffles.
       shuffle: permute each epoch (False: corpus order).
       repeat: repeat epochs forever; False stops after one epoch (one task only), dropping
         the last partial global batch.
@@ -325,6 +388,12 @@ def pair_batches(
     else:
         task_names, rates = [name], None
     data = [tokenized_split(t, split, sequence_lengths, num_negatives) for t in task_names]
+    groups = None
+    if group_field is not None:
+        groups = [group_labels(t, split, group_field) for t in task_names]
+        for t, labels, d in zip(task_names, groups, data):
+            if len(labels) != len(d["queries"]):
+                raise ValueError(f"task {t!r}: {len(labels)} groups for {len(d['queries'])} pairs")
     order = StepIndexedOrder(
         [len(d["queries"]) for d in data],
         rates,
@@ -332,6 +401,7 @@ def pair_batches(
         seed=seed,
         single_task_batches=single_task_batches,
         shuffle=shuffle,
+        groups=groups,
     )
     stop = None
     if not repeat:

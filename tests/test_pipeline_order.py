@@ -78,6 +78,40 @@ def test_order_rejects_bad_arguments():
         StepIndexedOrder([5], global_batch=0)
 
 
+def test_grouped_epochs_keep_each_group_in_blocks_of_one_batch():
+    groups = np.repeat([0, 1, 2, 3], [23, 9, 4, 16])  # 52 examples, sizes not multiples of 8
+    order = StepIndexedOrder([52], global_batch=8, seed=5, groups=[groups])
+    for epoch in range(3):
+        perm = order.stream(0, epoch * 52, (epoch + 1) * 52)
+        assert sorted(perm) == list(range(52))  # still a permutation of the task
+        # Cut into runs of one group: each group appears as ceil(size / 8) runs (its blocks),
+        # none longer than a batch, unless two blocks of a group happen to be adjacent.
+        runs = np.split(perm, np.flatnonzero(np.diff(groups[perm])) + 1)
+        for run in runs:
+            assert len(set(groups[run])) == 1
+        for group, size in enumerate([23, 9, 4, 16]):
+            members = sum(len(r) for r in runs if groups[r[0]] == group)
+            assert members == size
+            assert len([r for r in runs if groups[r[0]] == group]) <= -(-size // 8)
+    assert not np.array_equal(order.stream(0, 0, 52), order.stream(0, 52, 104))
+    # With random groups a batch holds many groups; grouped, at most two or three.
+    plain = StepIndexedOrder([52], global_batch=8, seed=5)
+    assert max(len(set(groups[plain.batch(k)[1]])) for k in range(20)) >= 3
+    assert max(len(set(groups[order.batch(k)[1]])) for k in range(20)) <= 3
+    # Resume: a fresh order computes any step directly.
+    fresh = StepIndexedOrder([52], global_batch=8, seed=5, groups=[groups])
+    np.testing.assert_array_equal(fresh.batch(1234)[1], order.batch(1234)[1])
+
+
+def test_grouped_orders_reject_mismatched_groups():
+    with pytest.raises(ValueError, match=r"task 0: groups of shape \(3,\), expected \(4,\)"):
+        StepIndexedOrder([4], global_batch=2, groups=[np.zeros(3, int)])
+    with pytest.raises(ValueError, match="groups for 1 tasks, but 2 tasks"):
+        StepIndexedOrder([4, 4], global_batch=2, groups=[np.zeros(4, int)])
+    with pytest.raises(ValueError, match="groups need shuffle=True"):
+        StepIndexedOrder([4], global_batch=2, shuffle=False, groups=[np.zeros(4, int)])
+
+
 # -- through SeqIO -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_corpora(tmp_path_factory, stdlib_corpus):
@@ -208,3 +242,21 @@ def test_corpora_with_the_same_directory_name_are_an_error(two_corpora, tmp_path
     corpus.build(GivenRecords("code", [{"query": "a b c", "document": "d e f"}]), clash, **QUIET)
     with pytest.raises(ValueError, match=r"share task names \['pairs_code'\]"):
         tasks.register_pairs_mixture("t", [two_corpora["code"], clash], two_corpora["vocabulary"])
+
+
+def test_batches_grouped_by_a_corpus_field(two_corpora, tmp_path):
+    records = [
+        {"query": f"do thing {i}", "document": f"def g{i}(): pass", "package": f"pkg{i % 3}"}
+        for i in range(30)
+    ]
+    corpus.build(GivenRecords("grouped", records), str(tmp_path / "grouped"), **QUIET)
+    tasks.register_pairs_task("test_grouped", str(tmp_path / "grouped"), two_corpora["vocabulary"])
+    package_of = {
+        r["document_id"]: r["package"]
+        for r in corpus.read_split(str(tmp_path / "grouped"), "train")
+    }
+    for batch in batches("test_grouped", 6, batch_size=5, group_field="package"):
+        # Each package has 10 pairs, two blocks of 5: every batch is one package.
+        assert len({package_of[int(i)] for i in batch["document_ids"]}) == 1
+    with pytest.raises(ValueError, match=r"grouped: no field 'module' to group batches by"):
+        batches("test_grouped", 1, batch_size=5, group_field="module")
