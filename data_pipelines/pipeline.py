@@ -389,11 +389,8 @@ def pair_batches(
         task_names, rates = [name], None
     data = [tokenized_split(t, split, sequence_lengths, num_negatives) for t in task_names]
     groups = None
-    if group_field is not None:
+    if group_field is not None:  # StepIndexedOrder checks each task's groups fit its pairs
         groups = [group_labels(t, split, group_field) for t in task_names]
-        for t, labels, d in zip(task_names, groups, data):
-            if len(labels) != len(d["queries"]):
-                raise ValueError(f"task {t!r}: {len(labels)} groups for {len(d['queries'])} pairs")
     order = StepIndexedOrder(
         [len(d["queries"]) for d in data],
         rates,
