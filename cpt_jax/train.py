@@ -31,7 +31,7 @@ from typing import NamedTuple
 import gin
 import jax
 
-from cpt_jax import checkpoints, files, multihost, partitioning, training
+from cpt_jax import checkpoints, files, multihost, partitioning, run_config, training
 from cpt_jax.models import EncoderConfig
 from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
 
@@ -194,6 +194,7 @@ def train(
     progress_bar: bool = True,
     grad_cache_chunk_size: int | None = None,
     init_from: str | None = None,
+    allow_config_change: bool = False,
 ) -> training.TrainState:
     """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
 
@@ -213,6 +214,10 @@ def train(
         `cpt_jax.pretrained.load`). The optimizer and the logit scale start fresh. The gin
         `EncoderConfig` must describe the same architecture (an error lists what differs);
         the data is tokenised with the pretrained vocabulary. A resumed run ignores it.
+      allow_config_change: resume even though bindings that change what is computed (the
+        learning rate, the data, the model...) differ from the directory's `config.gin`;
+        the old file is kept as `config.until_step_<N>.gin`. Without it such a resume is
+        an error listing the differences (`cpt_jax.run_config`).
 
     Returns:
       The final train state.
@@ -273,6 +278,7 @@ def train(
 
     # State: resume from the latest checkpoint, else initialise (from pretrained weights).
     if latest is not None:
+        _check_resumed_config(model_dir, latest, allow_config_change, is_chief)
         state = ckpt.restore(latest, trainer.abstract_state)
         print(f"Resumed from {ckpt.directory} at step {latest}", flush=True)
     else:
@@ -344,6 +350,34 @@ def train(
 # Settings of how a model trains, not what it computes: they may differ from the pretrained
 # model's. Any other field must match, or the pretrained weights would be misread.
 _TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
+
+
+def _check_resumed_config(model_dir: str, step: int, allow_change: bool, is_chief: bool):
+    """Refuses to resume `model_dir` under a config that computes something else."""
+    path = os.path.join(model_dir, "config.gin")
+    if not os.path.exists(path):  # checkpoints written by hand or by an older cpt-jax
+        return
+    with open(path) as f:
+        stored = f.read()
+    current = gin.operative_config_str()
+    for key, old, new in run_config.config_changes(stored, current):
+        if key == "train.train_steps":
+            print(f"TRAIN_STEPS changed {old} -> {new}: the schedule follows the new total")
+    conflicts = run_config.resume_conflicts(stored, current)
+    if not conflicts:
+        return
+    listing = "\n  ".join(conflicts)
+    if not allow_change:
+        raise ValueError(
+            f"{model_dir} holds a checkpoint at step {step} of a run configured otherwise "
+            f"({path}); resuming would continue its weights with these bindings changed:\n"
+            f"  {listing}\nTrain into a new MODEL_DIR, or set "
+            "train.allow_config_change = True to resume anyway."
+        )
+    print(f"Resuming at step {step} with changed bindings:\n  {listing}", flush=True)
+    if is_chief:
+        kept = os.path.join(model_dir, f"config.until_step_{step}.gin")
+        files.write_bytes_atomic(kept, stored.encode())
 
 
 def _load_initial_model(init_from: str, model_config: EncoderConfig, model_dir: str, log: bool):

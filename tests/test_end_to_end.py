@@ -67,6 +67,37 @@ def test_rerunning_a_finished_run_resumes_and_does_nothing(trained, stdlib_corpu
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_resuming_under_another_config_is_refused_unless_allowed(trained, stdlib_corpus, tmp_path):
+    # The mistake this guards against: a new experiment pointed at an old directory would
+    # continue the old run's weights and overwrite its config.gin.
+    with open(os.path.join(trained, "config.gin")) as f:
+        stored = f.read()
+    changed = ["--gin.make_optimizer.learning_rate=0.5"]
+    refused = subprocess.run(
+        launcher_command(trained, stdlib_corpus, *changed),
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
+    assert refused.returncode != 0
+    assert "make_optimizer.learning_rate: 0.001 -> 0.5" in refused.stderr, refused.stderr[-3000:]
+    assert "train.allow_config_change = True" in refused.stderr
+    with open(os.path.join(trained, "config.gin")) as f:
+        assert f.read() == stored  # the old run's record is untouched
+
+    # Allowed: it resumes, and the old config stays beside the new one.
+    copy = str(tmp_path / "copy")
+    shutil.copytree(trained, copy)
+    allowed = run_launcher(copy, stdlib_corpus, *changed, "--gin.train.allow_config_change=True")
+    assert "Resumed" in allowed.stdout and "learning_rate: 0.001 -> 0.5" in allowed.stdout
+    with open(os.path.join(copy, "config.until_step_6.gin")) as f:
+        assert f.read() == stored
+    with open(os.path.join(copy, "config.gin")) as f:
+        assert "make_optimizer.learning_rate = 0.5" in f.read()
+
+
 def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path, stdlib_corpus):
     steps = ["--gin.TRAIN_STEPS=40", "--gin.train.checkpoint_every_steps=4"]
     uninterrupted = str(tmp_path / "uninterrupted")

@@ -1,0 +1,112 @@
+"""The gin config a model directory was trained with, compared with a resumed run's.
+
+Training writes gin's operative config to `MODEL_DIR/config.gin`. A run started into a
+directory that already holds checkpoints resumes them, so a second experiment pointed at an
+old directory by mistake (another learning rate, another corpus) would silently continue the
+first one's weights and overwrite its record. `resume_conflicts` names such differences so the
+launcher can refuse; bindings that only change how a run executes, not what it computes, may
+differ freely (`EXECUTION_ONLY`).
+
+Example:
+  >>> stored = "LR = 0.001\\nmake_optimizer.learning_rate = %LR\\ntrain.model_dir = 'a'\\n"
+  >>> resume_conflicts(stored, stored.replace("0.001", "0.003").replace("'a'", "'b'"))
+  ['make_optimizer.learning_rate: 0.001 -> 0.003']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+# Bindings a resumed run may change. Sharding, chunking and rematerialisation give the same
+# loss and gradients (tested in test_training / test_multihost); cadence and paths are
+# bookkeeping; INIT_FROM is ignored on resume; a new TRAIN_STEPS extends (or shortens) the
+# run, and the launcher prints the change.
+EXECUTION_ONLY = (
+    "train.model_dir",
+    "train.progress_bar",
+    "train.log_every_steps",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "train.grad_cache_chunk_size",
+    "train.init_from",
+    "train.train_steps",
+    "train.allow_config_change",
+    "LossConfig.chunk_size",
+    "EncoderConfig.remat",
+    "make_mesh.*",
+    "logical_axis_rules.*",
+)
+
+_MACRO_REFERENCE = re.compile(r"%([A-Za-z_][\w./]*)")
+
+
+def parse_bindings(text: str) -> dict[str, str]:
+    """`{'Configurable.parameter': 'value text'}` of a gin operative config, macros resolved.
+
+    Comment and blank lines are skipped; a line that starts with whitespace continues the
+    previous binding's value (gin wraps a long value after a trailing backslash). Macros
+    (`NAME = value`, no dot) are substituted into the values that reference them as `%NAME`
+    and not returned themselves.
+    """
+    raw: dict[str, str] = {}
+    key = None
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace():
+            if key is None:
+                raise ValueError(f"line {line_number}: a continuation line before any binding")
+            raw[key] = (raw[key] + " " + _unwrapped(line)).strip()
+            continue
+        name, sep, value = line.partition(" = ")
+        if not sep:
+            raise ValueError(f"line {line_number}: not a gin binding: {line!r}")
+        key = name.strip()
+        raw[key] = _unwrapped(value)
+    macros = {k: v for k, v in raw.items() if "." not in k}
+
+    def resolve(value: str) -> str:
+        return _MACRO_REFERENCE.sub(lambda m: macros.get(m.group(1), m.group(0)), value)
+
+    return {k: resolve(v) for k, v in raw.items() if "." in k}
+
+
+def _unwrapped(text: str) -> str:
+    """A piece of a value without surrounding space and gin's trailing `\\` line break."""
+    text = text.strip()
+    return text[:-1].rstrip() if text.endswith("\\") else text
+
+
+def is_execution_only(key: str) -> bool:
+    """Whether binding `key` (maybe scoped, `scope/Configurable.param`) may differ on resume."""
+    unscoped = key.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(unscoped, pattern) for pattern in EXECUTION_ONLY)
+
+
+def config_changes(stored: str, current: str) -> list[tuple[str, str | None, str | None]]:
+    """`(key, stored value, current value)` of every binding that differs, sorted by key.
+
+    A key present on one side only (a parameter added or removed by a newer cpt-jax) has
+    `None` on the other side.
+    """
+    old, new = parse_bindings(stored), parse_bindings(current)
+    return [
+        (key, old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def resume_conflicts(stored: str, current: str) -> list[str]:
+    """`'key: stored -> current'` for each binding that changes what a resumed run computes.
+
+    Ignores `EXECUTION_ONLY` bindings and keys present on one side only (a library upgrade
+    adding a parameter must not lock old runs; a genuinely different set of configurables,
+    such as another data class, also changes a binding present on both sides).
+    """
+    return [
+        f"{key}: {old} -> {new}"
+        for key, old, new in config_changes(stored, current)
+        if old is not None and new is not None and not is_execution_only(key)
+    ]

@@ -1,0 +1,96 @@
+"""Comparing a model directory's config.gin with a resumed run's config (cpt_jax.run_config)."""
+
+import ast
+import doctest
+
+import gin
+import pytest
+
+from cpt_jax import run_config, train
+
+STORED = """\
+# Macros:
+# ==============================================================================
+CORPORA = 'data/pypi_code'
+MODEL_DIR = 'runs/a'
+
+# Parameters for make_optimizer:
+# ==============================================================================
+make_optimizer.learning_rate = 0.0003
+
+# Parameters for PairData:
+# ==============================================================================
+PairData.data_dir = %CORPORA
+PairData.group_batches_by = None
+
+# Parameters for train:
+# ==============================================================================
+train.model_dir = %MODEL_DIR
+train.train_steps = 48
+"""
+
+
+def test_bindings_of_a_real_gin_config_with_macros_and_wrapped_values():
+    long_list = [f"value_number_{i:02d}" for i in range(12)]
+    gin.clear_config()
+    try:
+        train.parse_gin(
+            ["runs/cpt_code.gin"], [f"logical_axis_rules.parameter_sharding = {long_list}"]
+        )
+        text = gin.config_str()
+    finally:
+        gin.clear_config()
+    assert any(line.startswith(" ") for line in text.splitlines()), "no wrapped value to parse"
+    bindings = run_config.parse_bindings(text)
+    assert bindings["make_optimizer.learning_rate"] == "0.0003"
+    assert bindings["train.model_dir"] == "'runs/cpt_code'"  # %MODEL_DIR resolved
+    assert bindings["PairData.data_dir"] == "'data/pypi_code'"
+    assert bindings["train.data"] == "@PairData()"
+    assert ast.literal_eval(bindings["logical_axis_rules.parameter_sharding"]) == long_list
+    assert "MODEL_DIR" not in bindings  # macros are substituted, not compared
+
+
+def test_execution_only_changes_are_not_conflicts():
+    current = (
+        STORED.replace("'runs/a'", "'runs/copy_of_a'")
+        .replace("train_steps = 48", "train_steps = 60")
+        .replace("# Parameters for train:", "make_mesh.model = 2\n# Parameters for train:")
+    )
+    assert run_config.resume_conflicts(STORED, current) == []
+    changes = {key for key, _, _ in run_config.config_changes(STORED, current)}
+    assert changes == {"train.model_dir", "train.train_steps", "make_mesh.model"}
+
+
+def test_changes_of_what_is_computed_are_named_with_both_values():
+    current = STORED.replace("0.0003", "0.0005").replace("pypi_code", "stdlib_code")
+    assert run_config.resume_conflicts(STORED, current) == [
+        "PairData.data_dir: 'data/pypi_code' -> 'data/stdlib_code'",  # through the macro
+        "make_optimizer.learning_rate: 0.0003 -> 0.0005",
+    ]
+    scoped = STORED + "eval/make_optimizer.learning_rate = 0.1\neval/make_mesh.data = 2\n"
+    assert run_config.resume_conflicts(
+        scoped, scoped.replace("= 0.1", "= 0.2").replace("data = 2", "data = 4")
+    ) == ["eval/make_optimizer.learning_rate: 0.1 -> 0.2"]
+
+
+def test_a_parameter_on_one_side_only_is_reported_but_not_a_conflict():
+    # A newer cpt-jax adds a parameter with a default that keeps the old behaviour.
+    older = STORED.replace("PairData.group_batches_by = None\n", "")
+    assert run_config.resume_conflicts(older, STORED) == []
+    assert run_config.config_changes(older, STORED) == [("PairData.group_batches_by", None, "None")]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("  continued\nx.y = 1\n", "line 1: a continuation line before any binding"),
+        ("x.y = 1\nnot a binding\n", "line 2: not a gin binding"),
+    ],
+)
+def test_malformed_config_is_an_error_naming_the_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        run_config.parse_bindings(text)
+
+
+def test_module_example():
+    assert doctest.testmod(run_config).failed == 0
