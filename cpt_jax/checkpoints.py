@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from cpt_jax import files
 
 PyTree = Any
+CONFIG_FILE = "config.gin"
 MODEL_METADATA_FILE = "model.json"
 VOCABULARY_FILE = "spm.model"
 CHECKPOINT_SUBDIR = "checkpoints"

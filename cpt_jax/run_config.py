@@ -3,13 +3,14 @@
 Training writes gin's operative config to `MODEL_DIR/config.gin`. A run started into a
 directory that already holds checkpoints resumes them, so a second experiment pointed at an
 old directory by mistake (another learning rate, another corpus) would silently continue the
-first one's weights and overwrite its record. `resume_conflicts` names such differences so the
-launcher can refuse; bindings that only change how a run executes, not what it computes, may
-differ freely (`EXECUTION_ONLY`).
+first one's weights and overwrite its record. `config_changes` lists the differing bindings
+and `resume_conflicts` picks those that change the computation, so the launcher can refuse;
+bindings that only change how a run executes may differ freely (`EXECUTION_ONLY`).
 
 Example:
   >>> stored = "LR = 0.001\\nmake_optimizer.learning_rate = %LR\\ntrain.model_dir = 'a'\\n"
-  >>> resume_conflicts(stored, stored.replace("0.001", "0.003").replace("'a'", "'b'"))
+  >>> changes = config_changes(stored, stored.replace("0.001", "0.003").replace("'a'", "'b'"))
+  >>> resume_conflicts(changes)
   ['make_optimizer.learning_rate: 0.001 -> 0.003']
 """
 
@@ -98,8 +99,9 @@ def config_changes(stored: str, current: str) -> list[tuple[str, str | None, str
     ]
 
 
-def resume_conflicts(stored: str, current: str) -> list[str]:
-    """`'key: stored -> current'` for each binding that changes what a resumed run computes.
+def resume_conflicts(changes: list[tuple[str, str | None, str | None]]) -> list[str]:
+    """`'key: stored -> current'` for each of `config_changes`'s `changes` that changes what a
+    resumed run computes.
 
     Ignores `EXECUTION_ONLY` bindings and keys present on one side only (a library upgrade
     adding a parameter must not lock old runs; a genuinely different set of configurables,
@@ -107,6 +109,6 @@ def resume_conflicts(stored: str, current: str) -> list[str]:
     """
     return [
         f"{key}: {old} -> {new}"
-        for key, old, new in config_changes(stored, current)
+        for key, old, new in changes
         if old is not None and new is not None and not is_execution_only(key)
     ]

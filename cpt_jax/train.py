@@ -300,7 +300,7 @@ def train(
             source=None if initial is None else {"init_from": init_from, **initial.source},
         )
         files.write_bytes_atomic(
-            os.path.join(model_dir, "config.gin"), gin.operative_config_str().encode()
+            os.path.join(model_dir, checkpoints.CONFIG_FILE), gin.operative_config_str().encode()
         )
 
     # Data: this host reads the rows of every global batch that its devices hold.
@@ -354,16 +354,19 @@ _TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
 
 def _check_resumed_config(model_dir: str, step: int, allow_change: bool, is_chief: bool):
     """Refuses to resume `model_dir` under a config that computes something else."""
-    path = os.path.join(model_dir, "config.gin")
+    path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
     if not os.path.exists(path):  # checkpoints written by hand or by an older cpt-jax
         return
     with open(path) as f:
         stored = f.read()
-    current = gin.operative_config_str()
-    for key, old, new in run_config.config_changes(stored, current):
+    changes = run_config.config_changes(stored, gin.operative_config_str())
+    for key, old, new in changes:
         if key == "train.train_steps":
-            print(f"TRAIN_STEPS changed {old} -> {new}: the schedule follows the new total")
-    conflicts = run_config.resume_conflicts(stored, current)
+            print(
+                f"TRAIN_STEPS changed {old} -> {new}: the schedule follows the new total",
+                flush=True,
+            )
+    conflicts = run_config.resume_conflicts(changes)
     if not conflicts:
         return
     listing = "\n  ".join(conflicts)

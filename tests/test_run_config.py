@@ -30,6 +30,10 @@ train.train_steps = 48
 """
 
 
+def conflicts(stored, current):
+    return run_config.resume_conflicts(run_config.config_changes(stored, current))
+
+
 def test_bindings_of_a_real_gin_config_with_macros_and_wrapped_values():
     long_list = [f"value_number_{i:02d}" for i in range(12)]
     gin.clear_config()
@@ -56,27 +60,27 @@ def test_execution_only_changes_are_not_conflicts():
         .replace("train_steps = 48", "train_steps = 60")
         .replace("# Parameters for train:", "make_mesh.model = 2\n# Parameters for train:")
     )
-    assert run_config.resume_conflicts(STORED, current) == []
+    assert conflicts(STORED, current) == []
     changes = {key for key, _, _ in run_config.config_changes(STORED, current)}
     assert changes == {"train.model_dir", "train.train_steps", "make_mesh.model"}
 
 
 def test_changes_of_what_is_computed_are_named_with_both_values():
     current = STORED.replace("0.0003", "0.0005").replace("pypi_code", "stdlib_code")
-    assert run_config.resume_conflicts(STORED, current) == [
+    assert conflicts(STORED, current) == [
         "PairData.data_dir: 'data/pypi_code' -> 'data/stdlib_code'",  # through the macro
         "make_optimizer.learning_rate: 0.0003 -> 0.0005",
     ]
     scoped = STORED + "eval/make_optimizer.learning_rate = 0.1\neval/make_mesh.data = 2\n"
-    assert run_config.resume_conflicts(
-        scoped, scoped.replace("= 0.1", "= 0.2").replace("data = 2", "data = 4")
-    ) == ["eval/make_optimizer.learning_rate: 0.1 -> 0.2"]
+    assert conflicts(scoped, scoped.replace("= 0.1", "= 0.2").replace("data = 2", "data = 4")) == [
+        "eval/make_optimizer.learning_rate: 0.1 -> 0.2"
+    ]
 
 
 def test_a_parameter_on_one_side_only_is_reported_but_not_a_conflict():
     # A newer cpt-jax adds a parameter with a default that keeps the old behaviour.
     older = STORED.replace("PairData.group_batches_by = None\n", "")
-    assert run_config.resume_conflicts(older, STORED) == []
+    assert conflicts(older, STORED) == []
     assert run_config.config_changes(older, STORED) == [("PairData.group_batches_by", None, "None")]
 
 
