@@ -36,6 +36,7 @@ CORPORA = {
     "beir": "data_pipelines.supervised",
     "msmarco": "data_pipelines.supervised",
     "nli": "data_pipelines.supervised",
+    "mined_negatives": "data_pipelines.mined_negatives",
 }
 
 
