@@ -1,26 +1,33 @@
-"""BM25 hard negatives for a built pair corpus: a copy whose records gain `negatives`.
+"""Hard negatives for a built pair corpus: a copy whose records gain mined `negatives`.
 
-    python -m data_pipelines.build mined_negatives --source data/pypi_code \\
-        --num_negatives 1 --out_dir data/pypi_code_bm25neg
+    python -m data_pipelines.build mined_negatives --source data/pypi_code --splits train \\
+        --num_negatives 1 [--miner bm25 | minilm | MODEL_DIR] --out_dir data/pypi_code_neg
 
 Each split of `--source` is mined on its own (a validation document is never a training
-negative). Every query is searched with BM25 (`bm25s`, `code_tokenize`: identifiers are also
-split into their snake/camel parts, so it serves code and prose) over the documents of its
-split; its negatives are `num_negatives` documents drawn, without replacement and seeded per
-record, from the `depth` best-ranked *eligible* documents, kept in rank order. Drawing from
-the top `depth` rather than always taking the top hits softens the false negatives that the
-very best lexical matches often are (DPR, ANCE, E5 all sample below the top).
+negative). Every query ranks the documents of its split, by one of two miners:
 
-A document is not eligible as a negative of pair i when it is i's own document, or is the
-document of any pair whose query text equals i's (after whitespace normalisation: such a
-document is a positive of that same query text), or has i's document text. A pair with fewer
-than `num_negatives` eligible documents among its hits is skipped and counted
-(`too_few_negatives`), never padded.
+- `bm25` (default): `bm25s` over `code_tokenize` tokens (identifiers are also split into
+  their snake/camel parts, so it serves code and prose);
+- an embedding model, `minilm` (zero-shot, `cpt_jax.pretrained`) or a model directory
+  written by training: cosine similarity of the query (at `--query_length` tokens) and
+  document (`--document_length`) embeddings, with NV-Retriever's positive-aware filter
+  (Moreira et al., 2024): a document scoring above `--max_relative_score` (0.95) times the
+  query's own positive is as likely an unlabelled positive as a negative, so it is skipped.
+
+Its negatives are `num_negatives` documents drawn, without replacement and seeded per
+record, from the `depth` best-ranked *eligible* documents, kept in rank order. Drawing from
+the top `depth` rather than always taking the very best hits lowers the share of false
+negatives (near copies, other implementations of the same docstring) among them.
+
+A document is not eligible as a negative of pair i when it is the document of any pair whose
+query text equals i's (after whitespace normalisation), i's own included: it is a positive
+of that query text. A pair with fewer than `num_negatives` eligible documents among its hits
+is skipped and counted (`too_few_negatives`), never padded.
 
 Records keep every field of the source (the merge recomputes `query_id`, `document_id` and
 adds `negative_ids`, which mask false negatives in the loss) and gain `negatives` and
-`split`. The manifest's description names the source's fingerprint, so a rebuilt source is
-never mixed with stale mined units.
+`split`. The manifest's description names the source's fingerprint and the miner (with a
+model directory's checkpoint steps), so a rebuilt source or model never reuses stale units.
 """
 
 from __future__ import annotations
