@@ -23,7 +23,8 @@ the JSON file:
   --similarity TSV             `text1 \\t text2 \\t score` lines (a header line is skipped):
                                Pearson and Spearman of the cosine similarities.
 
-`--pretrained minilm` evaluates all-MiniLM-L6-v2 zero-shot instead of a checkpoint.
+`--pretrained minilm` evaluates all-MiniLM-L6-v2 zero-shot instead of a checkpoint;
+`--step N` scores the checkpoint's saved step N instead of its latest.
 `--query_length` / `--document_length` override the model's token lengths (the ones it was
 trained with), e.g. to score every model on the same length of code.
 
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a model directory")
+    parser.add_argument(
+        "--step", type=int, help="with --checkpoint: this saved step (default: the latest)"
+    )
     model.add_argument(
         "--pretrained",
         choices=["minilm"],
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--similarity", help="a text1\\ttext2\\tscore file")
     parser.add_argument("--output", help="JSON file for every figure")
     args = parser.parse_args(argv)
+    if args.step is not None and not args.checkpoint:
+        parser.error("--step applies to --checkpoint only")
     if args.ef_search is not None and args.search != "faiss_hnsw":
         parser.error("--ef_search applies to --search faiss_hnsw only")
     search_kw = {"search": args.search}
@@ -244,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         from cpt_jax.embed import Embedder
 
-        embedder = Embedder.from_checkpoint(args.checkpoint)
+        embedder = Embedder.from_checkpoint(args.checkpoint, step=args.step)
     else:
         from cpt_jax import pretrained
 
@@ -284,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             "documents": embedder.max_lengths["document"],
         }
         record = {"model": model_name, "sequence_lengths": lengths, **results}
+        if args.step is not None:
+            record["step"] = args.step
         files.write_json_atomic(args.output, record)
     return 0
 

@@ -230,6 +230,30 @@ def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus
         evaluate.main(["--checkpoint", trained])  # no task
 
 
+def test_evaluate_cli_scores_an_earlier_step_when_asked(trained, stdlib_corpus, tmp_path):
+    from cpt_jax import evaluate, evaluation
+    from data_pipelines import corpus
+
+    output = tmp_path / "step2.json"
+    argv = ["--checkpoint", trained, "--step", "2", "--code_search", stdlib_corpus["data_dir"]]
+    assert evaluate.main([*argv, "--num_candidates", "100", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    assert results["step"] == 2
+    # The step-2 parameters, not the latest (step 6) ones, were scored.
+    pairs = corpus.read_split(stdlib_corpus["data_dir"], "test")
+    for step, expected_equal in ((2, True), (6, False)):
+        embedder = Embedder.from_checkpoint(trained, step=step)
+        direct = evaluation.evaluate_code_search(
+            lambda texts, kind, e=embedder: e.encode(texts, kind=kind, batch_size=64),
+            pairs,
+            code_field="code_no_comments",
+            num_candidates=100,
+        )
+        assert (results["code_search"]["model"] == direct) == expected_equal, step
+    with pytest.raises(SystemExit):
+        evaluate.main(["--pretrained", "minilm", "--step", "2", "--code_search", "x"])
+
+
 def test_evaluate_cli_classification_probe_and_baseline(trained, tmp_path):
     from cpt_jax import evaluate, evaluation
     from data_pipelines import corpus
