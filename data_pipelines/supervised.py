@@ -89,6 +89,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from cpt_jax import files
 from data_pipelines import corpus
+from data_pipelines.text_neighbours import normalise_whitespace
 
 # Qrels split names (as the files are named) -> corpus splits.
 SPLITS = {"train": "train", "dev": "validation", "test": "test"}
@@ -145,10 +146,6 @@ def _key(value) -> str | None:
     return str(value).strip() or None
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _stem(path: str) -> str:
     """The file name without its extensions (`snli_1.0_dev.jsonl.gz` -> `snli_1.0_dev`)."""
     name = os.path.basename(path)
@@ -175,8 +172,11 @@ class _PairsBuilder(corpus.Builder):
         if record["query_key"] and record["document_key"]:
             parts = [record["dataset"], record["query_key"], record["document_key"]]
         else:
-            parts = [_normalise(record["query"]), _normalise(record["document"])]
-        parts += [_normalise(text) for text in record.get("negatives", ())]
+            parts = [
+                normalise_whitespace(record["query"]),
+                normalise_whitespace(record["document"]),
+            ]
+        parts += [normalise_whitespace(text) for text in record.get("negatives", ())]
         return "\x1f".join(parts)
 
     def description(self) -> dict:
