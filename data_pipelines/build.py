@@ -37,6 +37,7 @@ CORPORA = {
     "msmarco": "data_pipelines.supervised",
     "nli": "data_pipelines.supervised",
     "mined_negatives": "data_pipelines.mined_negatives",
+    "curated_pairs": "data_pipelines.curated_pairs",
 }
 
 
