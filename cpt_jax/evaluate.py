@@ -4,7 +4,8 @@ Each task prints the model's figures beside a lexical baseline and writes all of
 the JSON file:
 
   --code_search CORPUS_DIR     CodeSearchNet protocol on a pairs corpus's split (`--split`,
-                               default test): MRR, R@1, R@10; baseline BM25.
+                               default test): MRR, R@1, R@10; baseline BM25. `--group_by
+                               FIELD` adds the figures per value of a pair field (package).
   --retrieval BEIR_DIR         BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv;
                                `--qrels_split`, default test): MRR@10, nDCG@10, Recall@100 by
                                exact search (`--search faiss_flat|faiss_hnsw` for a faiss
@@ -77,13 +78,24 @@ def load_beir(data_dir: str, split: str) -> tuple[dict, dict, dict]:
     return corpus, queries, qrels
 
 
-def code_search_task(encode: EncodeFn, data_dir: str, split: str, num_candidates: int) -> dict:
+def code_search_task(
+    encode: EncodeFn,
+    data_dir: str,
+    split: str,
+    num_candidates: int,
+    group_by: str | None = None,
+) -> dict:
     from data_pipelines import pipeline
 
     pairs = pipeline.load_pairs(data_dir, split)
     field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
+    if group_by is not None and pairs and group_by not in pairs[0]:
+        raise ValueError(
+            f"{data_dir}: --group_by {group_by!r} is not a field of its {split!r} pairs "
+            f"(fields: {sorted(pairs[0])})"
+        )
     num_candidates = min(num_candidates, len(pairs))
-    kw = {"code_field": field, "num_candidates": num_candidates}
+    kw = {"code_field": field, "num_candidates": num_candidates, "group_field": group_by}
     return {
         "model": evaluation.evaluate_code_search(encode, pairs, **kw),
         "bm25": evaluation.bm25_code_search(pairs, **kw),
@@ -184,14 +196,21 @@ def similarity_task(encode: EncodeFn, path: str) -> dict:
 
 
 def format_results(results: dict) -> str:
-    """One line per (task, method): its numeric figures."""
+    """One line per (task, method): its numeric figures; then one per group of `by_group`."""
+
+    def shown(figures: dict) -> str:
+        return ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in figures.items()
+            if k != "by_group"
+        )
+
     lines = []
     for task, methods in results.items():
         for method, figures in methods.items():
-            shown = ", ".join(
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
-            )
-            lines.append(f"{task:15s} {method:15s} {shown}")
+            lines.append(f"{task:15s} {method:15s} {shown(figures)}")
+            for group, group_figures in figures.get("by_group", {}).items():
+                lines.append(f"{'':15s} {'  ' + group:15s} {shown(group_figures)}")
     return "\n".join(lines)
 
 
@@ -214,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code_search", help="a pairs corpus directory")
     parser.add_argument("--split", default="test", help="code-search split")
     parser.add_argument("--num_candidates", type=int, default=1000)
+    parser.add_argument(
+        "--group_by",
+        help="code search: also report the figures per value of this pair field (e.g. package)",
+    )
     parser.add_argument("--pair_retrieval", help="a pairs corpus directory")
     parser.add_argument("--retrieval", help="a BEIR-layout directory")
     parser.add_argument("--qrels_split", default="test")
@@ -262,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     if args.code_search:
         results["code_search"] = code_search_task(
-            encode, args.code_search, args.split, args.num_candidates
+            encode, args.code_search, args.split, args.num_candidates, args.group_by
         )
     if args.pair_retrieval:
         results["pair_retrieval"] = pair_retrieval_task(

@@ -98,3 +98,30 @@ def test_classification_trains_on_a_seeded_sample(data_dir):
     assert full["linear_probe"]["num_train"] == len(WORDS)
     assert sample["linear_probe"]["num_train"] == 6
     assert sample == again
+
+
+def test_format_results_prints_one_line_per_group():
+    figures = {"mrr": 0.5, "num_queries": 4}
+    results = {
+        "code_search": {
+            "model": {**figures, "by_group": {"astropy": {"mrr": 0.25, "num_queries": 2}}},
+            "bm25": figures,
+        }
+    }
+    lines = evaluate.format_results(results).splitlines()
+    assert len(lines) == 3
+    assert "mrr 0.500" in lines[0] and "by_group" not in lines[0]
+    assert "astropy" in lines[1] and "mrr 0.250, num_queries 2" in lines[1]
+    assert lines[2].split()[:2] == ["code_search", "bm25"]
+
+
+def test_code_search_task_refuses_an_unknown_group_field(tmp_path):
+    pairs = [{"query": f"tool for {w}", "document": f"{w} {w}", "package": w} for w in WORDS]
+    path = str(tmp_path / "code_like")
+    corpus.build(GivenRecords("code_like", pairs, split="validation"), path)
+    result = evaluate.code_search_task(word_encoder, path, "validation", 1000, "package")
+    assert result["model"]["num_candidates"] == len(WORDS)
+    assert set(result["model"]["by_group"]) == set(WORDS)
+    assert result["model"]["mrr"] == 1.0  # each long text repeats its own word
+    with pytest.raises(ValueError, match="--group_by 'module' is not a field.*package"):
+        evaluate.code_search_task(word_encoder, path, "validation", 1000, "module")

@@ -153,6 +153,30 @@ def test_code_search_mrr_planted_exact():
     assert result["recall@1"] == pytest.approx(np.mean(s > 0))
 
 
+def test_code_search_groups_report_the_ranks_of_their_own_queries():
+    # The planted ranks above, labelled by a group that cuts across them: every group's
+    # figures are those of its own queries' ranks, worked out independently.
+    n, c = 400, 25
+    s = np.ones(n)
+    s[::2] = 0.0
+    s[1::4] = -1.0
+    ranks = np.where(s > 0, 1, c)
+    groups = np.array(["b", "a", "c"])[np.arange(n) % 3]
+    result = code_search_mrr(np.eye(n), np.eye(n) * s[:, None], num_candidates=c, groups=groups)
+    assert list(result["by_group"]) == ["a", "b", "c"]
+    for label, figures in result["by_group"].items():
+        own = ranks[groups == label]
+        assert figures["num_queries"] == len(own)
+        assert figures["mrr"] == pytest.approx(np.mean(1.0 / own), abs=1e-12)
+        assert figures["recall@1"] == pytest.approx(np.mean(own == 1))
+    weighted = sum(f["mrr"] * f["num_queries"] for f in result["by_group"].values()) / n
+    assert weighted == pytest.approx(result["mrr"], abs=1e-12)
+    without = code_search_mrr(np.eye(n), np.eye(n) * s[:, None], num_candidates=c)
+    assert {k: v for k, v in result.items() if k != "by_group"} == without
+    with pytest.raises(ValueError, match="3 group labels for 400 queries"):
+        code_search_mrr(np.eye(n), np.eye(n), num_candidates=c, groups=["a", "b", "c"])
+
+
 def test_code_search_mrr_ordered_scores_full_pool():
     # n == C: every document is a candidate of every query, whatever the seed. All queries
     # equal, code j scores v_j: query i's rank is #{j : v_j >= v_i}.
@@ -238,6 +262,29 @@ def test_evaluate_code_search_fails_before_encoding():
     assert calls == []
 
 
+def test_evaluate_code_search_and_bm25_group_by_a_pair_field(stdlib_pairs):
+    encode, calls = _hash_embedder()
+    kw = {"num_candidates": 20, "seed": 1}
+    result = evaluate_code_search(encode, stdlib_pairs, group_field="module", **kw)
+    queries = encode([p["query"] for p in stdlib_pairs], "query")
+    codes = encode([p["code_no_comments"] for p in stdlib_pairs], "document")
+    modules = [p["module"] for p in stdlib_pairs]
+    assert result == code_search_mrr(queries, codes, groups=modules, **kw)
+    assert set(result["by_group"]) == set(modules) and len(set(modules)) > 1
+    bm25 = bm25_code_search(stdlib_pairs, group_field="module", **kw)
+    assert {k: v for k, v in bm25.items() if k != "by_group"} == bm25_code_search(
+        stdlib_pairs, **kw
+    )
+    assert sum(f["num_queries"] for f in bm25["by_group"].values()) == len(stdlib_pairs)
+
+    calls.clear()
+    with pytest.raises(ValueError, match="pair 0 has no field 'package'"):
+        evaluate_code_search(encode, stdlib_pairs, group_field="package", **kw)
+    assert calls == []  # before encoding anything
+    with pytest.raises(ValueError, match="needs pairs as dicts"):
+        bm25_code_search((["q"] * 5, ["c"] * 5), num_candidates=2, group_field="module")
+
+
 def test_evaluate_code_search_checks_encoder_output():
     pairs = [{"query": f"q{i}", "code_no_comments": f"c{i}"} for i in range(8)]
     with pytest.raises(ValueError, match="encode_fn"):
@@ -298,7 +345,7 @@ def stdlib_pairs():
                 continue
             code = _strip_docstring(textwrap.dedent(source))
             if len(query.split()) >= 3:
-                pairs.append({"query": query, "code_no_comments": code})
+                pairs.append({"query": query, "code_no_comments": code, "module": name})
     assert len(pairs) >= 60, len(pairs)
     return pairs
 

@@ -17,6 +17,7 @@ import numpy as np
 from cpt_jax.evaluation.code_search import (
     _check_sizes,
     candidate_sets,
+    group_labels,
     ranks_from_scores,
     summarize,
 )
@@ -108,6 +109,7 @@ def bm25_code_search(
     seed: int = 0,
     k1: float = 1.2,
     b: float = 0.75,
+    group_field: str | None = None,
 ) -> dict:
     """CodeSearchNet-protocol metrics of BM25; same keys and candidate sets as
     `code_search_mrr(..., num_candidates=num_candidates, seed=seed)`.
@@ -115,15 +117,19 @@ def bm25_code_search(
     `pairs` is a sequence of dicts (read with `query_field` / `code_field`) or a tuple
     `(queries, codes)` of two equally long string sequences. Queries and codes both go
     through `code_tokenize`. A query with no known token scores all candidates 0, hence
-    (ties being pessimistic) gets rank `num_candidates`.
+    (ties being pessimistic) gets rank `num_candidates`. `group_field` (dict pairs only)
+    adds `by_group`, as in `evaluate_code_search`.
     """
     if isinstance(pairs, tuple):
         queries, codes = pairs
         if len(queries) != len(codes):
             raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
+        if group_field is not None:
+            raise ValueError("group_field needs pairs as dicts, not a (queries, codes) tuple")
     else:
         queries = [p[query_field] for p in pairs]
         codes = [p[code_field] for p in pairs]
+    groups = None if isinstance(pairs, tuple) else group_labels(pairs, group_field)
     _check_sizes(len(queries), num_candidates)
     retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
     sets = candidate_sets(len(queries), num_candidates, seed=seed)
@@ -131,4 +137,4 @@ def bm25_code_search(
     for i, query in enumerate(queries):
         scores = bm25_scores(retriever, code_tokenize(query))
         ranks[i] = ranks_from_scores(scores[sets[i]][None])[0]
-    return summarize(ranks, num_candidates)
+    return summarize(ranks, num_candidates, groups)

@@ -71,16 +71,30 @@ def mean_reciprocal_rank(ranks: np.ndarray) -> float:
     return float(np.mean(1.0 / ranks))
 
 
-def summarize(ranks: np.ndarray, num_candidates: int) -> dict:
-    """The result dictionary shared by the embedding and BM25 evaluations."""
+def summarize(ranks: np.ndarray, num_candidates: int, groups: Sequence[str] | None = None) -> dict:
+    """The result dictionary shared by the embedding and BM25 evaluations.
+
+    `groups` (one label per query, e.g. each function's package) adds `by_group`: the
+    same figures over each label's queries, labels in sorted order. Candidates are still
+    drawn from every query's code, so a group's MRR is not that of a benchmark of its own.
+    """
     ranks = np.asarray(ranks)
-    return {
+    result = {
         "mrr": mean_reciprocal_rank(ranks),
         "recall@1": float(np.mean(ranks <= 1)),
         "recall@10": float(np.mean(ranks <= 10)),
         "num_queries": int(len(ranks)),
         "num_candidates": int(num_candidates),
     }
+    if groups is not None:
+        labels = np.asarray([str(g) for g in groups])
+        if labels.shape != ranks.shape:
+            raise ValueError(f"{len(labels)} group labels for {len(ranks)} queries")
+        result["by_group"] = {
+            label: summarize(ranks[labels == label], num_candidates)
+            for label in sorted(set(labels.tolist()))
+        }
+    return result
 
 
 def code_search_mrr(
@@ -89,10 +103,12 @@ def code_search_mrr(
     *,
     num_candidates: int = 1000,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> dict:
     """Code-search metrics of embeddings `[n, d]`; row i of both arrays is one (query, code).
 
-    Returns `mrr`, `recall@1`, `recall@10`, `num_queries`, `num_candidates`.
+    Returns `mrr`, `recall@1`, `recall@10`, `num_queries`, `num_candidates`, and with
+    `groups` (n labels) `by_group` (see `summarize`).
 
     Scores are computed in row chunks of `queries @ codes.T` (memory bounded for any n), in
     float64, then rounded to float32: identical code embeddings then get bit-identical
@@ -115,7 +131,7 @@ def code_search_mrr(
         rows = slice(start, start + rows_per_chunk)
         scores = (q[rows].astype(np.float64) @ c64.T).astype(np.float32)
         ranks[rows] = ranks_from_scores(np.take_along_axis(scores, sets[rows], axis=1))
-    return summarize(ranks, num_candidates)
+    return summarize(ranks, num_candidates, groups)
 
 
 def encode_in_batches(
@@ -144,15 +160,18 @@ def evaluate_code_search(
     num_candidates: int = 1000,
     seed: int = 0,
     batch_size: int = 256,
+    group_field: str | None = None,
 ) -> dict:
     """Encodes the pairs with `encode_fn(texts, kind)` and scores them with `code_search_mrr`.
 
     `kind` is 'query' for the natural-language side and 'document' for code; `encode_fn` is
     called on at most `batch_size` texts at a time and returns `[len(texts), d]` embeddings.
+    `group_field` (a field of the pairs, e.g. 'package') adds the `by_group` figures.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     _check_sizes(len(pairs), num_candidates)  # fail before encoding anything
+    groups = group_labels(pairs, group_field)
     queries = [p[query_field] for p in pairs]
     codes = [p[code_field] for p in pairs]
     return code_search_mrr(
@@ -160,4 +179,15 @@ def evaluate_code_search(
         encode_in_batches(encode_fn, codes, "document", batch_size),
         num_candidates=num_candidates,
         seed=seed,
+        groups=groups,
     )
+
+
+def group_labels(pairs: Sequence[dict], field: str | None) -> list[str] | None:
+    """Each pair's `field` as a string (None without a field); a pair lacking it is an error."""
+    if field is None:
+        return None
+    missing = [i for i, p in enumerate(pairs) if field not in p]
+    if missing:
+        raise ValueError(f"pair {missing[0]} has no field {field!r} to group by")
+    return [str(p[field]) for p in pairs]
