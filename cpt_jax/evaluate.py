@@ -210,7 +210,7 @@ def format_results(results: dict) -> str:
         for method, figures in methods.items():
             lines.append(f"{task:15s} {method:15s} {shown(figures)}")
             for group, group_figures in figures.get("by_group", {}).items():
-                lines.append(f"{'':15s} {'  ' + group:15s} {shown(group_figures)}")
+                lines.append(f"{'':15s}   {group}: {shown(group_figures)}")
     return "\n".join(lines)
 
 
