@@ -3,6 +3,7 @@ kind runs through the launcher on tiny models and corpora."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -43,9 +44,16 @@ def test_recipe_configures_data_batch_and_model(name):
         gin.clear_config()
 
 
-FINETUNING_RECIPES = {"cpt_code": "data/pypi_code", "cpt_text": "data/debian_text"}
-# cpt_code trades batch for steps on a 2-core CPU (measured in its gin file).
-MIN_BATCH = {"cpt_code": 1024, "cpt_text": 4096}
+FINETUNING_RECIPES = {
+    "cpt_code": "data/pypi_code",
+    "cpt_text": "data/debian_text",
+    # Variants of cpt_code, each on a corpus derived from pypi_code by one build command.
+    "cpt_code_hardneg": "data/pypi_code_bm25neg",
+    "cpt_code_curated": "data/pypi_code_curated",
+}
+# cpt_code trades batch for steps on a 2-core CPU (measured in its gin file); a hard negative
+# per pair halves what fits in the hour.
+MIN_BATCH = {"cpt_code": 1024, "cpt_text": 4096, "cpt_code_hardneg": 512, "cpt_code_curated": 1024}
 
 
 @pytest.mark.parametrize("name", sorted(FINETUNING_RECIPES))
@@ -77,6 +85,20 @@ def test_minilm_recipe_describes_minilm_exactly(name):
         assert data.query_length < data.document_length
     finally:
         gin.clear_config()
+
+
+@pytest.mark.parametrize("name", ["cpt_code_hardneg", "cpt_code_curated"])
+def test_derived_corpus_recipes_build_the_corpus_they_train_on(name):
+    """A variant recipe's header gives the command that builds its corpus from pypi_code:
+    that command's --out_dir is the corpus the recipe trains on."""
+    with open(os.path.join(REPO, "gin_configs", "runs", f"{name}.gin")) as f:
+        header = "".join(
+            line.lstrip("# ").replace("\\\n", " ") for line in f if line.startswith("#")
+        )
+    (command,) = re.findall(r"python -m data_pipelines\.build [^\n]*", header)
+    assert "--source data/pypi_code " in command and "--splits train" in command
+    (out_dir,) = re.findall(r"--out_dir (\S+)", command)
+    assert out_dir == FINETUNING_RECIPES[name]
 
 
 # -- through the launcher (slow) -----------------------------------------------------------
