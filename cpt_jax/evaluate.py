@@ -89,11 +89,6 @@ def code_search_task(
 
     pairs = pipeline.load_pairs(data_dir, split)
     field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
-    if group_by is not None and pairs and group_by not in pairs[0]:
-        raise ValueError(
-            f"{data_dir}: --group_by {group_by!r} is not a field of its {split!r} pairs "
-            f"(fields: {sorted(pairs[0])})"
-        )
     num_candidates = min(num_candidates, len(pairs))
     kw = {"code_field": field, "num_candidates": num_candidates, "group_field": group_by}
     return {
@@ -261,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step is not None and not args.checkpoint:
         parser.error("--step applies to --checkpoint only")
+    if args.group_by is not None and not args.code_search:
+        parser.error("--group_by applies to --code_search only")
     if args.ef_search is not None and args.search != "faiss_hnsw":
         parser.error("--ef_search applies to --search faiss_hnsw only")
     search_kw = {"search": args.search}

@@ -1,24 +1,27 @@
 """A curated copy of a built pair corpus: the document taken from another field, and
 boilerplate queries (one text repeated over many pairs) dropped.
 
-    python -m data_pipelines.build curated_pairs --source data/pypi_code \\
+    python -m data_pipelines.build curated_pairs --source data/pypi_code --splits train \\
         --document_field code_no_comments --max_query_repeats 2 --out_dir data/pypi_code_curated
 
 - `--document_field F`: the copy's `document` is the source record's field `F` (for code
   corpora, `code_no_comments`: train on the text that code search ranks, so the model never
   learns to lean on comments it will not see). The source's `document` is kept as
-  `source_document`. The merge de-duplicates on the new document, so two functions that
-  differ only in their comments become one pair, and their texts stay distinct negatives.
+  `source_document`. The copy is de-duplicated on the new document, as code corpora are:
+  when two functions differ only in their comments, only the first is kept, so no text is
+  the positive of two pairs. A record whose new document is the `F` text of a record in a
+  more held-out split of the source (validation or test for train, test for validation)
+  is skipped (`held_out_in_source`), whether or not that split is copied too: the
+  evaluation ranks those texts.
 - `--max_query_repeats K`: a pair is dropped (counted as `repeated_query`) when its query
-  text, whitespace-normalised, is the query of more than `K` pairs of its split. Such texts
-  are boilerplate (`"Initialize the weights"` over 91 pairs, one argument description over
-  115 model classes of `transformers`): each copy is masked as a false negative of the
-  others, so they cost a batch slot and teach little. Counting is per split: a
-  validation split is curated by its own counts, and the training split's by its own.
+  text, whitespace-normalised, is the query of more than `K` pairs of its split in the
+  source. Such texts are boilerplate (`"Initialize the weights"` over 91 pairs, one argument
+  description over 115 model classes of `transformers`): they teach little, and the copies
+  whose texts are equal are masked as false negatives of one another, so they only fill
+  batch slots. Each split is counted on its own.
 
-Records keep every other field of the source; the merge recomputes `query_id` and
-`document_id`. The manifest's description names the source fingerprint and the rules, so a
-rebuilt source never reuses stale units.
+Records keep every other field of the source and gain `split`; the merge recomputes
+`query_id` and `document_id` (see `data_pipelines.derived`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import argparse
 import collections
 from collections.abc import Iterable, Sequence
 
-from data_pipelines import corpus
+from data_pipelines import corpus, derived
 from data_pipelines.text_neighbours import normalise_whitespace
 
 # Bump when the curation rule changes (invalidates the unit caches through `description`).
@@ -46,7 +49,7 @@ def repeated_queries(queries: Sequence[str], max_repeats: int) -> set[str]:
     return {q for q, n in counts.items() if n > max_repeats}
 
 
-class CuratedPairsBuilder(corpus.Builder):
+class CuratedPairsBuilder(derived.DerivedBuilder):
     """The records of a finished corpus, curated (one unit per split).
 
     Args:
@@ -68,67 +71,71 @@ class CuratedPairsBuilder(corpus.Builder):
         max_query_repeats: int | None = None,
         splits: Sequence[str] | None = None,
     ):
-        manifest = corpus.read_manifest(source)
-        schema = manifest["schema"]
-        if schema.get(document_field) != "string":
-            strings = sorted(f for f, kind in schema.items() if kind == "string")
+        super().__init__(source, splits)
+        if self.schema.get(document_field) != "string":
+            strings = sorted(f for f, kind in self.schema.items() if kind == "string")
             raise ValueError(
                 f"{source}: --document_field {document_field!r} is not a string field of the "
                 f"corpus (its string fields: {strings})"
             )
-        if "negatives" in schema and document_field != "document":
+        if "negatives" in self.schema and document_field != "document":
             raise ValueError(
                 f"{source}: the corpus has mined 'negatives' drawn from its 'document' texts; "
                 f"curate the corpus before mining, not after"
             )
         if max_query_repeats is not None and max_query_repeats < 1:
             raise ValueError(f"max_query_repeats must be at least 1, got {max_query_repeats}")
-        available = [s for s in corpus.SPLITS if s in manifest["shards"]]
-        unknown = sorted(set(splits or ()) - set(available))
-        if unknown:
-            raise ValueError(f"{source}: no split(s) {unknown} (it has {available})")
-        self.source = source
-        self.source_fingerprint = manifest["fingerprint"]
         self.document_field = document_field
         self.max_query_repeats = max_query_repeats
-        # Held-out splits first, as every builder orders them (see corpus.build).
-        self.splits = [s for s in reversed(corpus.SPLITS) if s in (splits or available)]
 
-    def units(self) -> Sequence[corpus.Unit]:
-        return [corpus.Unit(split, split) for split in self.splits]
+    def _held_out_documents(self, split: str) -> set[str]:
+        """The whitespace-normalised new documents of the source's more held-out splits."""
+        if self.document_field == "document":
+            return set()  # the source's own de-duplication already kept them apart
+        later = corpus.SPLITS[corpus.SPLITS.index(split) + 1 :]
+        return {
+            normalise_whitespace(record[self.document_field])
+            for other in later
+            if other in self.manifest["shards"]
+            for record in corpus.read_split(self.source, other)
+        }
 
-    def extract(self, unit: corpus.Unit, skipped: collections.Counter) -> Iterable[dict]:
-        records = corpus.read_split(self.source, unit.payload)
+    def derive(
+        self, records: list[dict], split: str, skipped: collections.Counter
+    ) -> Iterable[dict]:
         dropped = set()
         if self.max_query_repeats is not None:
             dropped = repeated_queries([r["query"] for r in records], self.max_query_repeats)
+        held_out = self._held_out_documents(split)
         for record in records:
             if dropped and normalise_whitespace(record["query"]) in dropped:
                 skipped["repeated_query"] += 1
                 continue
-            out = {k: v for k, v in record.items() if k not in ("query_id", "document_id")}
+            out = derived.copy_record(record, split)
             if self.document_field != "document":
+                if normalise_whitespace(record[self.document_field]) in held_out:
+                    skipped["held_out_in_source"] += 1
+                    continue
                 out["source_document"] = record["document"]
                 out["document"] = record[self.document_field]
-            out["split"] = unit.payload
             yield out
 
-    def split(self, record: dict) -> str:
-        return record["split"]
+    def dedup_key(self, record: dict) -> str | None:
+        if self.document_field == "document":
+            return None  # the source's own rule stands
+        return normalise_whitespace(record["document"])
 
     def description(self) -> dict:
         return {
             "curation_version": CURATION_VERSION,
-            "source": self.source,
-            "source_fingerprint": self.source_fingerprint,
+            **super().description(),
             "document_field": self.document_field,
             "max_query_repeats": self.max_query_repeats,
-            "splits": self.splits,
         }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="a finished pair corpus directory")
+    derived.add_source_arguments(parser)
     parser.add_argument(
         "--document_field",
         default="document",
@@ -140,16 +147,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="drop pairs whose query text is shared by more than this many pairs of a split",
     )
-    parser.add_argument(
-        "--splits", default=None, help="comma-separated splits to keep (default: all)"
-    )
 
 
 def builder_from_args(args: argparse.Namespace) -> CuratedPairsBuilder:
-    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
     return CuratedPairsBuilder(
         args.source,
         document_field=args.document_field,
         max_query_repeats=args.max_query_repeats,
-        splits=splits,
+        splits=derived.splits_from_args(args),
     )

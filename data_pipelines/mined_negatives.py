@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from data_pipelines import corpus
+from data_pipelines import derived
 from data_pipelines.text_neighbours import normalise_whitespace
 
 # Bump when the mining rule changes (invalidates the unit caches through `description`).
@@ -180,7 +180,7 @@ def mine_dense_negatives(
     return _draw(hits, queries, documents, num_negatives, depth, seed, too_close)
 
 
-class MinedNegativesBuilder(corpus.Builder):
+class MinedNegativesBuilder(derived.DerivedBuilder):
     """The records of a finished corpus with mined `negatives` (one unit per split).
 
     `miner` is "bm25", or an embedding model: "minilm" (a pretrained model of
@@ -203,13 +203,9 @@ class MinedNegativesBuilder(corpus.Builder):
         query_length: int = 32,
         document_length: int = 128,
     ):
-        manifest = corpus.read_manifest(source)
-        if "negatives" in manifest["schema"]:
+        super().__init__(source, splits)
+        if "negatives" in self.schema:
             raise ValueError(f"{source}: the corpus already has a 'negatives' field")
-        available = [s for s in corpus.SPLITS if s in manifest["shards"]]
-        unknown = sorted(set(splits or ()) - set(available))
-        if unknown:
-            raise ValueError(f"{source}: no split(s) {unknown} (it has {available})")
         from cpt_jax import pretrained
 
         if miner != "bm25" and miner not in pretrained.PRETRAINED and not os.path.isdir(miner):
@@ -217,19 +213,12 @@ class MinedNegativesBuilder(corpus.Builder):
                 f"miner {miner!r} is neither 'bm25', a pretrained model "
                 f"({sorted(pretrained.PRETRAINED)}) nor a model directory"
             )
-        self.source = source
-        self.source_fingerprint = manifest["fingerprint"]
         self.num_negatives = num_negatives
         self.miner = miner
         self.depth = depth
         self.seed = seed
         self.max_relative_score = max_relative_score
         self.lengths = {"queries": query_length, "documents": document_length}
-        # Held-out splits first, as every builder orders them (see corpus.build).
-        self.splits = [s for s in reversed(corpus.SPLITS) if s in (splits or available)]
-
-    def units(self) -> Sequence[corpus.Unit]:
-        return [corpus.Unit(split, split) for split in self.splits]
 
     def _embedder(self):
         from cpt_jax import pretrained
@@ -256,31 +245,26 @@ class MinedNegativesBuilder(corpus.Builder):
             **kw,
         )
 
-    def extract(self, unit: corpus.Unit, skipped: collections.Counter) -> Iterable[dict]:
-        records = corpus.read_split(self.source, unit.payload)
+    def derive(
+        self, records: list[dict], split: str, skipped: collections.Counter
+    ) -> Iterable[dict]:
         mined = self._mine([r["query"] for r in records], [r["document"] for r in records])
         for record, negatives in zip(records, mined):
             if negatives is None:
                 skipped["too_few_negatives"] += 1
                 continue
-            out = {k: v for k, v in record.items() if k not in ("query_id", "document_id")}
+            out = derived.copy_record(record, split)
             out["negatives"] = [records[j]["document"] for j in negatives]
-            out["split"] = unit.payload
             yield out
-
-    def split(self, record: dict) -> str:
-        return record["split"]
 
     def description(self) -> dict:
         described = {
             "miner_version": MINER_VERSION,
             "miner": self.miner,
-            "source": self.source,
-            "source_fingerprint": self.source_fingerprint,
+            **super().description(),
             "num_negatives": self.num_negatives,
             "depth": self.depth,
             "seed": self.seed,
-            "splits": self.splits,
         }
         if self.miner == "bm25":
             described["bm25"] = "bm25s lucene k1=1.2 b=0.75 over code_tokenize"
@@ -297,7 +281,7 @@ class MinedNegativesBuilder(corpus.Builder):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="a finished pair corpus directory")
+    derived.add_source_arguments(parser)
     parser.add_argument("--num_negatives", type=int, default=1, help="negatives per pair")
     parser.add_argument(
         "--miner",
@@ -309,9 +293,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--splits", default=None, help="comma-separated splits to keep (default: all)"
-    )
-    parser.add_argument(
         "--max_relative_score",
         type=float,
         default=0.95,
@@ -322,14 +303,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def builder_from_args(args: argparse.Namespace) -> MinedNegativesBuilder:
-    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
     return MinedNegativesBuilder(
         args.source,
         args.num_negatives,
         miner=args.miner,
         depth=args.depth,
         seed=args.seed,
-        splits=splits,
+        splits=derived.splits_from_args(args),
         max_relative_score=args.max_relative_score,
         query_length=args.query_length,
         document_length=args.document_length,

@@ -16,7 +16,8 @@ def _code(name, comment=""):
 
 def _records():
     """Train: 'Initialize the weights' on 3 pairs (one with extra spaces), 'Add one' on 2;
-    validation: 'Initialize the weights' once. Two train functions differ only in a comment."""
+    validation: 'Initialize the weights' once. Two train functions differ only in a comment,
+    and one train function only in a comment from a validation function."""
     rows = [
         ("Initialize the weights", "init_a", "", "train"),
         ("Initialize  the weights", "init_b", "", "train"),
@@ -27,6 +28,7 @@ def _records():
         ("Increment x by one", "inc", "other comment", "train"),
         ("Initialize the weights", "init_v", "", "validation"),
         ("Add one twice", "add_v", "note", "validation"),
+        ("Adds one, twice", "add_v", "train note", "train"),
     ]
     return [
         {"query": q, **_code(name, comment), "name": name, "part": split}
@@ -60,10 +62,12 @@ def test_the_copy_trains_on_the_chosen_field_and_drops_repeated_queries_per_spli
     builder = CuratedPairsBuilder(source, document_field="code_no_comments", max_query_repeats=2)
     manifest = corpus.build(builder, out, log=lambda *_: None)
     # Train: the three 'Initialize the weights' pairs go (3 > 2); 'Add one' (2) stays; the two
-    # 'inc' functions differ only in comments, so without them they are one document.
-    # Validation: its one 'Initialize the weights' pair is counted within validation, kept.
+    # 'inc' functions differ only in comments, so without them they are one document; the
+    # train 'add_v' is validation's code once comments are gone. Validation: its one
+    # 'Initialize the weights' pair is counted within validation, kept.
     assert manifest["skipped"]["repeated_query"] == 3
     assert manifest["skipped"]["duplicate"] == 1
+    assert manifest["skipped"]["held_out_in_source"] == 1
     assert manifest["counts"] == {"train": 3, "validation": 2}
     train = corpus.read_split(out, "train")
     assert sorted(r["name"] for r in train) == ["add_a", "add_b", "inc"]
@@ -77,20 +81,45 @@ def test_the_copy_trains_on_the_chosen_field_and_drops_repeated_queries_per_spli
     assert manifest["source"]["source_fingerprint"] == corpus.read_manifest(source)["fingerprint"]
 
 
+def _without_split(records):
+    return sorted(sorted((k, v) for k, v in r.items() if k != "split") for r in records)
+
+
 def test_the_defaults_copy_the_corpus_unchanged(source, tmp_path):
     out = str(tmp_path / "copy")
     manifest = corpus.build(CuratedPairsBuilder(source), out, log=lambda *_: None)
     assert manifest["counts"] == corpus.read_manifest(source)["counts"]
     for split in ("train", "validation"):
-        strip = lambda rs: sorted((r["query"], r["document"]) for r in rs)  # noqa: E731
-        assert strip(corpus.read_split(out, split)) == strip(corpus.read_split(source, split))
-        assert all("source_document" not in r for r in corpus.read_split(out, split))
+        copied = corpus.read_split(out, split)
+        assert _without_split(copied) == _without_split(corpus.read_split(source, split))
+        assert all(r["split"] == split for r in copied)
 
 
-def test_only_the_asked_splits_are_copied(source, tmp_path):
+def test_a_train_only_copy_still_skips_code_held_out_in_the_source(source, tmp_path):
     out = str(tmp_path / "train_only")
-    builder = CuratedPairsBuilder(source, max_query_repeats=2, splits=["train"])
-    assert corpus.build(builder, out, log=lambda *_: None)["counts"] == {"train": 4}
+    builder = CuratedPairsBuilder(
+        source, document_field="code_no_comments", max_query_repeats=2, splits=["train"]
+    )
+    manifest = corpus.build(builder, out, log=lambda *_: None)
+    assert manifest["counts"] == {"train": 3}
+    assert manifest["skipped"]["held_out_in_source"] == 1
+    validation_code = {r["code_no_comments"] for r in corpus.read_split(source, "validation")}
+    assert not validation_code & {r["document"] for r in corpus.read_split(out, "train")}
+    # Keeping the document field, the source's de-duplication already did that work.
+    keep = CuratedPairsBuilder(source, max_query_repeats=2, splits=["train"])
+    assert corpus.build(keep, str(tmp_path / "keep"), log=lambda *_: None)["counts"] == {"train": 5}
+
+
+def test_negatives_and_their_ids_survive_a_copy_that_keeps_the_document(tmp_path):
+    records = [dict(r, negatives=[f"def other_{i}(): pass"]) for i, r in enumerate(_records())]
+    mined = str(tmp_path / "mined")
+    corpus.build(TwoSplits("with_negatives", records), mined, log=lambda *_: None)
+    out = str(tmp_path / "copy")
+    corpus.build(CuratedPairsBuilder(mined, max_query_repeats=2), out, log=lambda *_: None)
+    for record in corpus.read_split(out, "train"):
+        (negative,) = record["negatives"]
+        assert negative.startswith("def other_")
+        assert record["negative_ids"] == [corpus.text_id(negative)]
 
 
 def test_bad_input_is_refused_with_the_reason(source, tmp_path):

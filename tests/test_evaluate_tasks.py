@@ -115,7 +115,7 @@ def test_format_results_prints_one_line_per_group():
     assert lines[2].split()[:2] == ["code_search", "bm25"]
 
 
-def test_code_search_task_refuses_an_unknown_group_field(tmp_path):
+def test_code_search_task_groups_by_a_field_and_refuses_an_unknown_one(tmp_path):
     pairs = [{"query": f"tool for {w}", "document": f"{w} {w}", "package": w} for w in WORDS]
     path = str(tmp_path / "code_like")
     corpus.build(GivenRecords("code_like", pairs, split="validation"), path)
@@ -123,5 +123,11 @@ def test_code_search_task_refuses_an_unknown_group_field(tmp_path):
     assert result["model"]["num_candidates"] == len(WORDS)
     assert set(result["model"]["by_group"]) == set(WORDS)
     assert result["model"]["mrr"] == 1.0  # each long text repeats its own word
-    with pytest.raises(ValueError, match="--group_by 'module' is not a field.*package"):
+    with pytest.raises(ValueError, match="no field 'module' to group by.*'package'"):
         evaluate.code_search_task(word_encoder, path, "validation", 1000, "module")
+
+
+def test_group_by_without_code_search_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--pretrained", "minilm", "--retrieval", "beir", "--group_by", "package"])
+    assert "--group_by applies to --code_search only" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The pretraining and fine-tuning gin recipes: what they configure, and (slow) that each
 kind runs through the launcher on tiny models and corpora."""
 
+import argparse
 import json
 import os
 import re
@@ -13,7 +14,7 @@ from corpora import GivenRecords
 from launch import LAUNCH_TIMEOUT_S, REPO, child_env
 
 from cpt_jax import train
-from data_pipelines import corpus
+from data_pipelines import build, corpus
 
 RECIPES = {
     "pretrain_code": dict(corpora=3, single_task_batches=False, num_negatives=0),
@@ -60,7 +61,7 @@ MIN_BATCH = {"cpt_code": 1024, "cpt_text": 4096, "cpt_code_hardneg": 512, "cpt_c
 def test_minilm_recipe_describes_minilm_exactly(name):
     """The fine-tuning recipes start from MiniLM: their EncoderConfig is the converted
     checkpoint's (else INIT_FROM would refuse it), with its vocabulary, with gradient caching
-    over batches of at least 1,024 (4,096 for cpt_text) and short queries."""
+    over batches of at least `MIN_BATCH` and short queries."""
     from cpt_jax import pretrained
     from cpt_jax.models import EncoderConfig
 
@@ -95,10 +96,15 @@ def test_derived_corpus_recipes_build_the_corpus_they_train_on(name):
         header = "".join(
             line.lstrip("# ").replace("\\\n", " ") for line in f if line.startswith("#")
         )
-    (command,) = re.findall(r"python -m data_pipelines\.build [^\n]*", header)
-    assert "--source data/pypi_code " in command and "--splits train" in command
-    (out_dir,) = re.findall(r"--out_dir (\S+)", command)
-    assert out_dir == FINETUNING_RECIPES[name]
+    (command,) = re.findall(r"python -m data_pipelines\.build ([^\n]*)", header)
+    corpus_name, *argv = command.split()
+    add_arguments, _ = build._entry_points(corpus_name)
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--out_dir")
+    add_arguments(parser)
+    args = parser.parse_args(argv)  # a stale or misspelt flag fails here
+    assert (args.source, args.splits) == ("data/pypi_code", "train")
+    assert args.out_dir == FINETUNING_RECIPES[name]
 
 
 # -- through the launcher (slow) -----------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from cpt_jax.evaluation.code_search import (
     _check_sizes,
     candidate_sets,
-    group_labels,
+    pair_field_labels,
     ranks_from_scores,
     summarize,
 )
@@ -129,7 +129,7 @@ def bm25_code_search(
     else:
         queries = [p[query_field] for p in pairs]
         codes = [p[code_field] for p in pairs]
-    groups = None if isinstance(pairs, tuple) else group_labels(pairs, group_field)
+    groups = None if isinstance(pairs, tuple) else pair_field_labels(pairs, group_field)
     _check_sizes(len(queries), num_candidates)
     retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
     sets = candidate_sets(len(queries), num_candidates, seed=seed)

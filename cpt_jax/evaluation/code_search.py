@@ -123,6 +123,8 @@ def code_search_mrr(
             f"and {c.shape}"
         )
     n = len(q)
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"{len(groups)} group labels for {n} queries")
     sets = candidate_sets(n, num_candidates, seed=seed)
     c64 = c.astype(np.float64)
     rows_per_chunk = max(1, _SCORE_CHUNK_BYTES // (8 * n))
@@ -171,7 +173,7 @@ def evaluate_code_search(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     _check_sizes(len(pairs), num_candidates)  # fail before encoding anything
-    groups = group_labels(pairs, group_field)
+    groups = pair_field_labels(pairs, group_field)
     queries = [p[query_field] for p in pairs]
     codes = [p[code_field] for p in pairs]
     return code_search_mrr(
@@ -183,11 +185,16 @@ def evaluate_code_search(
     )
 
 
-def group_labels(pairs: Sequence[dict], field: str | None) -> list[str] | None:
-    """Each pair's `field` as a string (None without a field); a pair lacking it is an error."""
+def pair_field_labels(pairs: Sequence[dict], field: str | None) -> list[str] | None:
+    """Each pair's `field` as a string, the group labels of `summarize` (None: no field).
+
+    A pair lacking the field is an error that names the pair and the fields it has.
+    """
     if field is None:
         return None
-    missing = [i for i, p in enumerate(pairs) if field not in p]
-    if missing:
-        raise ValueError(f"pair {missing[0]} has no field {field!r} to group by")
+    for i, pair in enumerate(pairs):
+        if field not in pair:
+            raise ValueError(
+                f"pair {i} has no field {field!r} to group by (its fields: {sorted(pair)})"
+            )
     return [str(p[field]) for p in pairs]
