@@ -111,11 +111,11 @@ class CuratedPairsBuilder(derived.DerivedBuilder):
             if dropped and normalise_whitespace(record["query"]) in dropped:
                 skipped["repeated_query"] += 1
                 continue
+            if held_out and normalise_whitespace(record[self.document_field]) in held_out:
+                skipped["held_out_in_source"] += 1
+                continue
             out = derived.copy_record(record, split)
             if self.document_field != "document":
-                if normalise_whitespace(record[self.document_field]) in held_out:
-                    skipped["held_out_in_source"] += 1
-                    continue
                 out["source_document"] = record["document"]
                 out["document"] = record[self.document_field]
             yield out

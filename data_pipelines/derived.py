@@ -11,6 +11,7 @@ reuses stale units.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import collections
 from collections.abc import Iterable, Sequence
@@ -40,11 +41,11 @@ class DerivedBuilder(corpus.Builder):
         """The source's field types."""
         return self.manifest["schema"]
 
+    @abc.abstractmethod
     def derive(
         self, records: list[dict], split: str, skipped: collections.Counter
     ) -> Iterable[dict]:
         """The derived records of one split of the source (`skipped` counts what is left out)."""
-        raise NotImplementedError
 
     def units(self) -> Sequence[corpus.Unit]:
         return [corpus.Unit(split, split) for split in self.splits]

@@ -126,10 +126,11 @@ def bm25_code_search(
             raise ValueError(f"{len(queries)} queries but {len(codes)} codes")
         if group_field is not None:
             raise ValueError("group_field needs pairs as dicts, not a (queries, codes) tuple")
+        groups = None
     else:
         queries = [p[query_field] for p in pairs]
         codes = [p[code_field] for p in pairs]
-    groups = None if isinstance(pairs, tuple) else pair_field_labels(pairs, group_field)
+        groups = pair_field_labels(pairs, group_field)
     _check_sizes(len(queries), num_candidates)
     retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
     sets = candidate_sets(len(queries), num_candidates, seed=seed)
