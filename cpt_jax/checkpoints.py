@@ -96,20 +96,35 @@ class Checkpointer:
         self._manager.close()
 
 
-def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
-    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
+def _params_manager(model_dir: str, *, create: bool) -> ocp.CheckpointManager:
+    """A manager of `model_dir`'s checkpoints for reading or writing the `params` item."""
     directory = os.path.join(model_dir, CHECKPOINT_SUBDIR)
-    if not os.path.isdir(directory):
+    if not create and not os.path.isdir(directory):
         raise FileNotFoundError(f"{model_dir}: no checkpoints (expected {directory})")
-    manager = ocp.CheckpointManager(
+    return ocp.CheckpointManager(
         os.path.abspath(directory),
         item_names=("params", "opt_state"),
-        options=ocp.CheckpointManagerOptions(create=False),
+        options=ocp.CheckpointManagerOptions(create=create),
     )
+
+
+def latest_saved_step(model_dir: str) -> int:
+    """The newest finished checkpoint step of `model_dir`."""
+    manager = _params_manager(model_dir, create=False)
     try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{directory}: contains no finished checkpoint")
+        step = manager.latest_step()
+    finally:
+        manager.close()
+    if step is None:
+        raise FileNotFoundError(f"{model_dir}/{CHECKPOINT_SUBDIR}: contains no finished checkpoint")
+    return step
+
+
+def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
+    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
+    step = latest_saved_step(model_dir) if step is None else step
+    manager = _params_manager(model_dir, create=False)
+    try:
         restored = manager.restore(
             step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
         )
@@ -121,11 +136,7 @@ def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = N
 def save_params(model_dir: str, step: int, params: PyTree) -> None:
     """Saves a `params` item alone (no optimizer state) as checkpoint `step`: enough for
     inference and for `INIT_FROM`, which starts a fresh optimizer."""
-    manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(model_dir, CHECKPOINT_SUBDIR)),
-        item_names=("params", "opt_state"),
-        options=ocp.CheckpointManagerOptions(create=True),
-    )
+    manager = _params_manager(model_dir, create=True)
     try:
         manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
     finally:

@@ -42,6 +42,20 @@ KINDS = ("query", "document")
 _MIN_BUCKET = 16
 
 
+def abstract_saved_params(config: EncoderConfig) -> dict:
+    """The shapes of a checkpoint's `params` item, `{"encoder": ..., "log_scale": ()}`, as
+    `jax.ShapeDtypeStruct`s on the default device: what `checkpoints.restore_params` takes."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    boxed = jax.eval_shape(Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+    return {
+        "encoder": jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+            nn.unbox(boxed)["params"],
+        ),
+        "log_scale": jax.ShapeDtypeStruct((), jnp.float32, sharding=device),
+    }
+
+
 class Embedder:
     """Encodes texts with a trained cpt-jax encoder on the default device."""
 
@@ -82,18 +96,7 @@ class Embedder:
         meta = checkpoints.read_model_metadata(model_dir)
         config = EncoderConfig.from_dict(meta["model_config"])
         tokenizer = load_tokenizer(os.path.join(model_dir, meta["vocabulary_file"]))
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        boxed = jax.eval_shape(
-            Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
-        )
-        abstract = {
-            "encoder": jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                nn.unbox(boxed)["params"],
-            ),
-            "log_scale": jax.ShapeDtypeStruct((), jnp.float32, sharding=device),
-        }
-        params = checkpoints.restore_params(model_dir, abstract, step)
+        params = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
         return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
 
     def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64) -> np.ndarray:

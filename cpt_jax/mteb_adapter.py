@@ -125,7 +125,7 @@ class MTEBEncoder:
         from cpt_jax.embed import Embedder
 
         if step is None:  # read first: the revision names the weights loaded, mid-training too
-            step = latest_step(os.path.join(model_dir, checkpoints.CHECKPOINT_SUBDIR))
+            step = checkpoints.latest_saved_step(model_dir)
         embedder = Embedder.from_checkpoint(model_dir, step)
         name = name or os.path.basename(os.path.normpath(os.path.abspath(model_dir)))
         revision = revision or f"step-{step}-{params_fingerprint(embedder.params)}"
@@ -216,15 +216,6 @@ class MTEBEncoder:
                 modalities=["text"],
             )
         return self._meta
-
-
-def latest_step(checkpoint_dir: str) -> int:
-    """The highest finished step in a checkpoint directory (unfinished ones are not numbers)."""
-    names = os.listdir(checkpoint_dir) if os.path.isdir(checkpoint_dir) else []
-    steps = [int(name) for name in names if name.isdigit()]
-    if not steps:
-        raise FileNotFoundError(f"{checkpoint_dir}: contains no finished checkpoint")
-    return max(steps)
 
 
 def _count(params) -> int:

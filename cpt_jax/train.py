@@ -347,11 +347,6 @@ def train(
     return state
 
 
-# Settings of how a model trains, not what it computes: they may differ from the pretrained
-# model's. Any other field must match, or the pretrained weights would be misread.
-_TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
-
-
 def _check_resumed_config(model_dir: str, step: int, allow_change: bool, is_chief: bool):
     """Refuses to resume `model_dir` under a config that computes something else."""
     path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
@@ -388,12 +383,8 @@ def _load_initial_model(init_from: str, model_config: EncoderConfig, model_dir: 
     from cpt_jax import pretrained
 
     initial = pretrained.load(init_from)
-    ours, theirs = model_config.to_dict(), initial.config.to_dict()
-    differing = {
-        field: (ours.get(field), theirs.get(field))
-        for field in sorted(set(ours) | set(theirs))
-        if field not in _TRAINING_ONLY_FIELDS and ours.get(field) != theirs.get(field)
-    }
+    # Any field but the training-only ones must match, or the weights would be misread.
+    differing = model_config.architecture_differences(initial.config)
     if differing:
         listed = ", ".join(f"{k}: gin {a!r} vs pretrained {b!r}" for k, (a, b) in differing.items())
         raise ValueError(

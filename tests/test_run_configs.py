@@ -64,6 +64,7 @@ def test_minilm_recipe_describes_minilm_exactly(name):
     over batches of at least `MIN_BATCH` and short queries."""
     from cpt_jax import pretrained
     from cpt_jax.models import EncoderConfig
+    from cpt_jax.models.config import TRAINING_ONLY_FIELDS
 
     wheel = pretrained.read_wheel_model(
         pretrained.download_path(log=lambda *_: None), pretrained.MINILM_MODEL_DIR, None
@@ -74,7 +75,7 @@ def test_minilm_recipe_describes_minilm_exactly(name):
         train.parse_gin([f"runs/{name}.gin"], [])
         config = EncoderConfig()
         for field, value in minilm.to_dict().items():
-            if field not in train._TRAINING_ONLY_FIELDS:
+            if field not in TRAINING_ONLY_FIELDS:
                 assert getattr(config, field) == value, field
         assert gin.query_parameter("INIT_FROM/macro.value") == "minilm"
         assert gin.query_parameter("MODEL_DIR/macro.value") == f"runs/{name}"

@@ -12,6 +12,11 @@ ACTIVATIONS = ("gelu", "gelu_exact", "relu")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+# Settings of how a model trains, not what it computes: they may differ between a pretrained
+# model and a run that starts from it.
+TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -96,6 +101,17 @@ class EncoderConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def architecture_differences(self, other: EncoderConfig) -> dict[str, tuple]:
+        """`{field: (self's value, other's value)}` for the fields that change what the
+        encoder computes; empty when one's weights read correctly as the other's.
+        `TRAINING_ONLY_FIELDS` (how a model trains) are not compared."""
+        ours, theirs = self.to_dict(), other.to_dict()
+        return {
+            name: (ours[name], theirs[name])
+            for name in ours
+            if name not in TRAINING_ONLY_FIELDS and ours[name] != theirs[name]
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> EncoderConfig:
