@@ -56,8 +56,7 @@ def interpolate(start: PyTree, finetuned: PyTree, alpha: float) -> PyTree:
       ValueError: alpha outside [0, 1], or the paths or shapes of the two trees differ (the
         error names them).
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] (the fine-tuned model's weight), got {alpha}")
+    _check_alpha(alpha)
     start_leaves = _leaves_by_path(start)
     finetuned_leaves = _leaves_by_path(finetuned)
     missing = sorted(set(finetuned_leaves) - set(start_leaves))
@@ -89,6 +88,11 @@ def interpolate(start: PyTree, finetuned: PyTree, alpha: float) -> PyTree:
     return jax.tree_util.tree_map_with_path(
         lambda path, b: mix(start_leaves[jax.tree_util.keystr(path)], b), finetuned
     )
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (the fine-tuned model's weight), got {alpha}")
 
 
 def _leaves_by_path(tree: PyTree) -> dict[str, Any]:
@@ -129,8 +133,7 @@ def interpolate_model_dir(
             f"{output_dir} holds checkpoints but no {checkpoints.MODEL_METADATA_FILE}: an "
             "unfinished output (or another run's); delete it or choose another --output"
         )
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] (the fine-tuned model's weight), got {alpha}")
+    _check_alpha(alpha)
     meta = checkpoints.read_model_metadata(model_dir)
     recorded = meta.get("initialized_from") or {}
     if start is None:
@@ -141,8 +144,6 @@ def interpolate_model_dir(
                 "(initialized_from.init_from): name the start model"
             )
     config = EncoderConfig.from_dict(meta["model_config"])
-    step = checkpoints.latest_saved_step(model_dir) if step is None else step
-    finetuned = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
     initial = pretrained.load(start)
     if start == recorded.get("init_from"):
         for key in ("safetensors_sha256", "sha256"):  # the weights' and the wheel's hashes
@@ -164,6 +165,9 @@ def interpolate_model_dir(
                 "mix different tokens"
             )
 
+    # Restored only once the start is known to fit: a refusal costs no checkpoint read.
+    step = checkpoints.latest_saved_step(model_dir) if step is None else step
+    finetuned = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
     mixed = interpolate(initial.params, jax.tree.map(np.asarray, finetuned["encoder"]), alpha)
     record = {
         "alpha": alpha,
