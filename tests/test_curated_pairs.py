@@ -36,15 +36,14 @@ def _records():
     ]
 
 
-class TwoSplits(GivenRecords):
-    def split(self, record):
-        return record["part"]
+def _part(record):
+    return record["part"]
 
 
 @pytest.fixture
 def source(tmp_path):
     path = str(tmp_path / "source")
-    corpus.build(TwoSplits("two_splits", _records()), path, log=lambda *_: None)
+    corpus.build(GivenRecords("two_splits", _records(), split=_part), path, log=lambda *_: None)
     return path
 
 
@@ -113,7 +112,7 @@ def test_a_train_only_copy_still_skips_code_held_out_in_the_source(source, tmp_p
 def test_negatives_and_their_ids_survive_a_copy_that_keeps_the_document(tmp_path):
     records = [dict(r, negatives=[f"def other_{i}(): pass"]) for i, r in enumerate(_records())]
     mined = str(tmp_path / "mined")
-    corpus.build(TwoSplits("with_negatives", records), mined, log=lambda *_: None)
+    corpus.build(GivenRecords("with_negatives", records, split=_part), mined, log=lambda *_: None)
     out = str(tmp_path / "copy")
     corpus.build(CuratedPairsBuilder(mined, max_query_repeats=2), out, log=lambda *_: None)
     for record in corpus.read_split(out, "train"):
@@ -131,7 +130,7 @@ def test_bad_input_is_refused_with_the_reason(source, tmp_path):
         CuratedPairsBuilder(source, max_query_repeats=0)
     mined = str(tmp_path / "mined")
     records = [dict(r, negatives=["def other(): pass"]) for r in _records()]
-    corpus.build(TwoSplits("with_negatives", records), mined, log=lambda *_: None)
+    corpus.build(GivenRecords("with_negatives", records, split=_part), mined, log=lambda *_: None)
     with pytest.raises(ValueError, match="curate the corpus before mining"):
         CuratedPairsBuilder(mined, document_field="code_no_comments")
 

@@ -99,11 +99,10 @@ def test_the_mined_corpus_keeps_splits_apart_and_carries_negative_ids(tmp_path):
     # One corpus with both splits: five train records, then two validation records.
     both = str(tmp_path / "both")
 
-    class TwoSplits(GivenRecords):
-        def split(self, record):
-            return "validation" if record["package"] in ("p5", "p6") else "train"
+    def split(record):
+        return "validation" if record["package"] in ("p5", "p6") else "train"
 
-    corpus.build(TwoSplits("both", records), both, log=lambda *_: None)
+    corpus.build(GivenRecords("both", records, split=split), both, log=lambda *_: None)
     out = str(tmp_path / "mined")
     manifest = corpus.build(MinedNegativesBuilder(both, 1, depth=2), out, log=lambda *_: None)
     assert manifest["counts"] == {"train": 5, "validation": 2}
