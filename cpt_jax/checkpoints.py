@@ -108,23 +108,27 @@ def _params_manager(model_dir: str, *, create: bool) -> ocp.CheckpointManager:
     )
 
 
-def latest_saved_step(model_dir: str) -> int:
-    """The newest finished checkpoint step of `model_dir`."""
-    manager = _params_manager(model_dir, create=False)
-    try:
-        step = manager.latest_step()
-    finally:
-        manager.close()
+def _latest_finished_step(manager: ocp.CheckpointManager, model_dir: str) -> int:
+    step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"{model_dir}/{CHECKPOINT_SUBDIR}: contains no finished checkpoint")
     return step
 
 
-def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
-    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
-    step = latest_saved_step(model_dir) if step is None else step
+def latest_saved_step(model_dir: str) -> int:
+    """The newest finished checkpoint step of `model_dir`."""
     manager = _params_manager(model_dir, create=False)
     try:
+        return _latest_finished_step(manager, model_dir)
+    finally:
+        manager.close()
+
+
+def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
+    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
+    manager = _params_manager(model_dir, create=False)
+    try:
+        step = _latest_finished_step(manager, model_dir) if step is None else step
         restored = manager.restore(
             step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
         )
