@@ -34,3 +34,15 @@ def stdlib_corpus(tmp_path_factory):
         "vocab_size": TEST_VOCAB_SIZE,
         "manifest": manifest,
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, stdlib_corpus):
+    """A tiny model directory written by the gin launcher (6 steps on the stdlib pairs, see
+    `launch.py`), shared by the end-to-end and notebook tests: they read it, or resume it
+    to no effect, and copy it before changing it."""
+    from launch import run_launcher
+
+    model_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    run_launcher(model_dir, stdlib_corpus)
+    return model_dir

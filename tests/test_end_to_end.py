@@ -34,47 +34,40 @@ def final_params(model_dir):
     return embedder.params
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, stdlib_corpus):
-    model_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
-    run_launcher(model_dir, stdlib_corpus)
-    return model_dir
-
-
-def test_launcher_writes_a_self_describing_model_dir(trained):
+def test_launcher_writes_a_self_describing_model_dir(tiny_run):
     for name in ("config.gin", "model.json", "spm.model", "metrics.jsonl"):
-        assert os.path.exists(os.path.join(trained, name)), name
-    with open(os.path.join(trained, "config.gin")) as f:
+        assert os.path.exists(os.path.join(tiny_run, name)), name
+    with open(os.path.join(tiny_run, "config.gin")) as f:
         config = f.read()
     assert "BATCH_SIZE = 16" in config and "EncoderConfig.num_layers = 2" in config
-    records = read_metrics(trained)
+    records = read_metrics(tiny_run)
     assert [r["step"] for r in records] == [2, 4, 6]
     for r in records:
         assert np.isfinite(r["loss"]) and r["pairs_per_second"] > 0
         assert 0.0 <= r["accuracy_q2d"] <= 1.0
     assert any(
-        f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(trained, "train"))
+        f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(tiny_run, "train"))
     )
-    assert sorted(os.listdir(os.path.join(trained, "checkpoints")))[-1] == "6"
+    assert sorted(os.listdir(os.path.join(tiny_run, "checkpoints")))[-1] == "6"
 
 
-def test_rerunning_a_finished_run_resumes_and_does_nothing(trained, stdlib_corpus):
-    before = final_params(trained)
-    result = run_launcher(trained, stdlib_corpus)
+def test_rerunning_a_finished_run_resumes_and_does_nothing(tiny_run, stdlib_corpus):
+    before = final_params(tiny_run)
+    result = run_launcher(tiny_run, stdlib_corpus)
     assert "Resumed" in result.stdout and "at step 6" in result.stdout
-    after = final_params(trained)
+    after = final_params(tiny_run)
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_resuming_under_another_config_is_refused_unless_allowed(trained, stdlib_corpus, tmp_path):
+def test_resuming_under_another_config_is_refused_unless_allowed(tiny_run, stdlib_corpus, tmp_path):
     # The mistake this guards against: a new experiment pointed at an old directory would
     # continue the old run's weights and overwrite its config.gin.
-    with open(os.path.join(trained, "config.gin")) as f:
+    with open(os.path.join(tiny_run, "config.gin")) as f:
         stored = f.read()
     changed = ["--gin.make_optimizer.learning_rate=0.5"]
     refused = subprocess.run(
-        launcher_command(trained, stdlib_corpus, *changed),
+        launcher_command(tiny_run, stdlib_corpus, *changed),
         cwd=REPO,
         env=child_env(),
         capture_output=True,
@@ -84,12 +77,12 @@ def test_resuming_under_another_config_is_refused_unless_allowed(trained, stdlib
     assert refused.returncode != 0
     assert "make_optimizer.learning_rate: 0.001 -> 0.5" in refused.stderr, refused.stderr[-3000:]
     assert "train.allow_config_change = True" in refused.stderr
-    with open(os.path.join(trained, "config.gin")) as f:
+    with open(os.path.join(tiny_run, "config.gin")) as f:
         assert f.read() == stored  # the old run's record is untouched
 
     # Allowed: it resumes, and the old config stays beside the new one.
     copy = str(tmp_path / "copy")
-    shutil.copytree(trained, copy)
+    shutil.copytree(tiny_run, copy)
     allowed = run_launcher(copy, stdlib_corpus, *changed, "--gin.train.allow_config_change=True")
     assert "Resumed" in allowed.stdout and "learning_rate: 0.001 -> 0.5" in allowed.stdout
     with open(os.path.join(copy, "config.until_step_6.gin")) as f:
@@ -139,11 +132,11 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_run(tmp_path, stdlib_cor
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
-def test_embedder_encodes_queries_and_documents(trained, tmp_path):
+def test_embedder_encodes_queries_and_documents(tiny_run, tmp_path):
     # Self-describing: a copy of the model directory, away from the data and the gin files,
     # is all the Embedder needs.
     moved = str(tmp_path / "moved")
-    shutil.copytree(trained, moved)
+    shutil.copytree(tiny_run, moved)
     embedder = Embedder.from_checkpoint(moved)
     texts = ["read a file", "", "x " * 5000, "def f(a):\n    return a + 1"]
     for kind in ("query", "document"):
@@ -161,7 +154,7 @@ def test_embedder_encodes_queries_and_documents(trained, tmp_path):
         embedder.encode(texts, kind="code")
 
 
-def test_embed_cli_matches_the_api(trained, tmp_path):
+def test_embed_cli_matches_the_api(tiny_run, tmp_path):
     inputs = tmp_path / "in.jsonl"
     texts = ["open a socket", "", "parse json from a string"]
     inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
@@ -169,7 +162,7 @@ def test_embed_cli_matches_the_api(trained, tmp_path):
     code = embed_main(
         [
             "--checkpoint",
-            trained,
+            tiny_run,
             "--input",
             str(inputs),
             "--field",
@@ -182,11 +175,11 @@ def test_embed_cli_matches_the_api(trained, tmp_path):
     )
     assert code == 0
     np.testing.assert_allclose(
-        np.load(output), Embedder.from_checkpoint(trained).encode(texts, kind="query"), atol=1e-6
+        np.load(output), Embedder.from_checkpoint(tiny_run).encode(texts, kind="query"), atol=1e-6
     )
 
 
-def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus, tmp_path):
+def test_evaluate_cli_runs_every_task_beside_its_baseline(tiny_run, stdlib_corpus, tmp_path):
     """`python -m cpt_jax.evaluate` on the tiny model: each task's figures and baselines;
     the baselines equal direct calls of the library (so the wiring is checked)."""
     from cpt_jax import evaluate, evaluation
@@ -213,7 +206,7 @@ def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus
         "open a file\tread a file\t3\n"
     )
     output = tmp_path / "eval.json"
-    argv = ["--checkpoint", trained, "--code_search", stdlib_corpus["data_dir"]]
+    argv = ["--checkpoint", tiny_run, "--code_search", stdlib_corpus["data_dir"]]
     argv += ["--num_candidates", "100", "--retrieval", str(beir), "--similarity", str(similarity)]
     assert evaluate.main([*argv, "--output", str(output)]) == 0
     results = json.loads(output.read_text())
@@ -227,22 +220,22 @@ def test_evaluate_cli_runs_every_task_beside_its_baseline(trained, stdlib_corpus
     assert results["retrieval"]["model"]["num_queries"] == len(docs)
     assert results["similarity"]["model"]["num_pairs"] == 3
     with pytest.raises(SystemExit):
-        evaluate.main(["--checkpoint", trained])  # no task
+        evaluate.main(["--checkpoint", tiny_run])  # no task
 
 
-def test_evaluate_cli_scores_an_earlier_step_when_asked(trained, stdlib_corpus, tmp_path):
+def test_evaluate_cli_scores_an_earlier_step_when_asked(tiny_run, stdlib_corpus, tmp_path):
     from cpt_jax import evaluate, evaluation
     from data_pipelines import corpus
 
     output = tmp_path / "step2.json"
-    argv = ["--checkpoint", trained, "--step", "2", "--code_search", stdlib_corpus["data_dir"]]
+    argv = ["--checkpoint", tiny_run, "--step", "2", "--code_search", stdlib_corpus["data_dir"]]
     assert evaluate.main([*argv, "--num_candidates", "100", "--output", str(output)]) == 0
     results = json.loads(output.read_text())
     assert results["step"] == 2
     # The step-2 parameters, not the latest (step 6) ones, were scored.
     pairs = corpus.read_split(stdlib_corpus["data_dir"], "test")
     for step, expected_equal in ((2, True), (6, False)):
-        embedder = Embedder.from_checkpoint(trained, step=step)
+        embedder = Embedder.from_checkpoint(tiny_run, step=step)
         direct = evaluation.evaluate_code_search(
             lambda texts, kind, e=embedder: e.encode(texts, kind=kind, batch_size=64),
             pairs,
@@ -254,7 +247,7 @@ def test_evaluate_cli_scores_an_earlier_step_when_asked(trained, stdlib_corpus, 
         evaluate.main(["--pretrained", "minilm", "--step", "2", "--code_search", "x"])
 
 
-def test_evaluate_cli_classification_probe_and_baseline(trained, tmp_path):
+def test_evaluate_cli_classification_probe_and_baseline(tiny_run, tmp_path):
     from cpt_jax import evaluate, evaluation
     from data_pipelines import corpus
 
@@ -283,7 +276,7 @@ def test_evaluate_cli_classification_probe_and_baseline(trained, tmp_path):
     data_dir = str(tmp_path / "labelled")
     corpus.build(Labelled(), data_dir, log=lambda *_: None)
     output = tmp_path / "eval.json"
-    argv = ["--checkpoint", trained, "--classification", data_dir, "--output", str(output)]
+    argv = ["--checkpoint", tiny_run, "--classification", data_dir, "--output", str(output)]
     assert evaluate.main(argv) == 0
     results = json.loads(output.read_text())["classification"]
     assert set(results) == {"linear_probe", "knn", "tfidf_logistic"}

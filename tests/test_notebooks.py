@@ -12,7 +12,7 @@ import sys
 
 import nbformat
 import pytest
-from launch import REPO, run_launcher
+from launch import REPO
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = os.path.join(REPO, "notebooks")
@@ -38,13 +38,6 @@ def test_notebook_is_stored_clean_and_colab_ready(name):
     assert "pip" in code[0].source
     # The checkpoint is a parameter the environment overrides (the tests below rely on it).
     assert any('os.environ.get("CPT_CHECKPOINT", "runs/quickstart")' in c.source for c in code)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, stdlib_corpus):
-    model_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
-    run_launcher(model_dir, stdlib_corpus)
-    return model_dir
 
 
 def execute(name, checkpoint, state, cwd, monkeypatch):
@@ -90,10 +83,10 @@ def shown(notebook):
 
 
 @pytest.mark.slow
-def test_probe_embeddings_notebook(tiny_checkpoint, tmp_path, monkeypatch):
+def test_probe_embeddings_notebook(tiny_run, tmp_path, monkeypatch):
     notebook, state = execute(
         "probe_embeddings.ipynb",
-        tiny_checkpoint,
+        tiny_run,
         """{
             "checkpoint": CHECKPOINT,
             "executable": sys.executable,
@@ -110,7 +103,7 @@ def test_probe_embeddings_notebook(tiny_checkpoint, tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
     )
-    assert state["checkpoint"] == tiny_checkpoint
+    assert state["checkpoint"] == tiny_run
     assert state["executable"] == sys.executable  # the kernel ran in this environment
     assert state["classes"] == ["archives", "asyncio", "email", "xml"]
     assert state["num_texts"] >= 200  # 60 docstrings per class where the stdlib has them
@@ -124,7 +117,7 @@ def test_probe_embeddings_notebook(tiny_checkpoint, tmp_path, monkeypatch):
     assert all(-1.0 <= s <= 1.0 for row in state["class_sims"] for s in row)
 
     text, images = shown(notebook)
-    assert f"loaded {tiny_checkpoint}" in text
+    assert f"loaded {tiny_run}" in text
     assert text.count("of 5 neighbours are") == state["queries"]
     for row in ("linear probe (embeddings)", "10-NN (embeddings)", "majority class (chance)"):
         assert row in text
@@ -133,10 +126,10 @@ def test_probe_embeddings_notebook(tiny_checkpoint, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_code_search_notebook(tiny_checkpoint, tmp_path, monkeypatch):
+def test_code_search_notebook(tiny_run, tmp_path, monkeypatch):
     notebook, state = execute(
         "code_search.ipynb",
-        tiny_checkpoint,
+        tiny_run,
         """{
             "checkpoint": CHECKPOINT,
             "executable": sys.executable,
@@ -152,7 +145,7 @@ def test_code_search_notebook(tiny_checkpoint, tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
     )
-    assert state["checkpoint"] == tiny_checkpoint
+    assert state["checkpoint"] == tiny_run
     assert state["executable"] == sys.executable
     assert all(state["counts"].get(p, 0) > 0 for p in state["packages"]), state["counts"]
     assert state["num_functions"] == sum(state["counts"].values()) > 100
@@ -166,7 +159,7 @@ def test_code_search_notebook(tiny_checkpoint, tmp_path, monkeypatch):
     assert results["BM25"]["mrr"] > 0.3
 
     text, images = shown(notebook)
-    assert f"loaded {tiny_checkpoint}" in text
+    assert f"loaded {tiny_run}" in text
     for query in state["queries"]:
         assert query in text
     for method in ("embedding", "BM25"):
