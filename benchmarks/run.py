@@ -10,13 +10,13 @@ Sections (see benchmarks/README.md):
   minilm   training pairs/s of a MiniLM-sized encoder (6 layers, d 384, 12 heads, MLP 1536,
            128 tokens both sides): cpt-jax (plain, rematerialised, gradient-cached) beside
            sentence-transformers MNRL and CachedMNRL, same shape, tokens and batch.
-  small    the quickstart's model with gradient caching, batch 256 up to 12,288: pairs/s and
-           peak resident memory.
+  small    the from-scratch quickstart model with gradient caching, batch 256 up to 12,288:
+           pairs/s and peak resident memory.
   loss     the loss alone, global batch 65,536 over 8 simulated devices: peak memory with and
            without chunking.
   pipeline pairs/s the data pipeline serves (`pipeline_throughput.py`, real stdlib pairs)
-           against what the train step consumes, for the quickstart model and MiniLM, each
-           pair of figures measured in this run.
+           against what the train step consumes, for the from-scratch quickstart model and
+           MiniLM, each pair of figures measured in this run.
 
 Every measurement runs in its own subprocess (a worker script beside this one), so that its
 peak resident memory (`os.wait4`'s ru_maxrss of that child) is its own; each has a timeout
@@ -46,7 +46,7 @@ GIB = 2.0**30
 SECTIONS = ("ceiling", "minilm", "small", "loss", "pipeline")
 
 # all-MiniLM-L6-v2's shape (gin_configs/models/minilm.gin) in the BERT layout of
-# gin_configs/architectures/bidirectional.gin, with the quickstart's dropout.
+# gin_configs/architectures/bidirectional.gin, with the from-scratch quickstart's dropout.
 MINILM = {
     "vocab_size": 30522,
     "num_layers": 6,
@@ -61,7 +61,7 @@ MINILM = {
     "layer_norm_eps": 1e-12,
     "dropout_rate": 0.1,
 }
-# The quickstart's model (gin_configs/runs/quickstart.gin: models/small.gin with one layer,
+# The quickstart's model (gin_configs/runs/quickstart_scratch.gin: models/small.gin with one layer,
 # bidirectional, an 8,000-piece vocabulary) and its query/document lengths.
 SMALL = {
     **MINILM,
@@ -250,7 +250,7 @@ def loss_jobs(profile: dict) -> list[Job]:
 
 
 # (name, model, batch, lengths, gradient-caching chunk): the quickstart as configured
-# (gin_configs/runs/quickstart.gin), and MiniLM in its fastest configuration at batch 64.
+# (gin_configs/runs/quickstart_scratch.gin), and MiniLM in its fastest configuration at batch 64.
 PIPELINE_CASES = (
     ("quickstart", SMALL, 128, SMALL_LENGTHS, None),
     ("minilm", MINILM, 64, (128, 128), 8),

@@ -5,7 +5,8 @@ the JSON file:
 
   --code_search CORPUS_DIR     CodeSearchNet protocol on a pairs corpus's split (`--split`,
                                default test): MRR, R@1, R@10; baseline BM25. `--group_by
-                               FIELD` adds the figures per value of a pair field (package).
+                               FIELD` adds the figures per value of a pair field (package);
+                               `--fusion` adds dense + BM25 hybrids (score fusion, RRF).
   --retrieval BEIR_DIR         BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv;
                                `--qrels_split`, default test): MRR@10, nDCG@10, Recall@100 by
                                exact search (`--search faiss_flat|faiss_hnsw` for a faiss
@@ -84,16 +85,30 @@ def code_search_task(
     split: str,
     num_candidates: int,
     group_by: str | None = None,
+    fusion: bool = False,
 ) -> dict:
+    """`model` and `bm25` figures; with `fusion`, also the hybrids of the two
+    (`score_fusion_<w>`, `rrf_<k>`: `evaluation.fusion.hybrid_code_search`)."""
     from data_pipelines import pipeline
 
     pairs = pipeline.load_pairs(data_dir, split)
     field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
     num_candidates = min(num_candidates, len(pairs))
     kw = {"code_field": field, "num_candidates": num_candidates, "group_field": group_by}
+    if not fusion:
+        return {
+            "model": evaluation.evaluate_code_search(encode, pairs, **kw),
+            "bm25": evaluation.bm25_code_search(pairs, **kw),
+        }
+    groups = evaluation.code_search.pair_field_labels(pairs, group_by)
+    queries, codes = [p["query"] for p in pairs], [p[field] for p in pairs]
+    q = evaluation.encode_in_batches(encode, queries, "query", 256)
+    c = evaluation.encode_in_batches(encode, codes, "document", 256)
+    hybrid = evaluation.hybrid_code_search(q, c, queries, codes, num_candidates=num_candidates)
     return {
-        "model": evaluation.evaluate_code_search(encode, pairs, **kw),
+        "model": evaluation.code_search_mrr(q, c, num_candidates=num_candidates, groups=groups),
         "bm25": evaluation.bm25_code_search(pairs, **kw),
+        **{name: r for name, r in hybrid.items() if name not in ("dense", "bm25")},
     }
 
 
@@ -203,7 +218,7 @@ def format_results(results: dict) -> str:
     lines = []
     for task, methods in results.items():
         for method, figures in methods.items():
-            lines.append(f"{task:15s} {method:15s} {shown(figures)}")
+            lines.append(f"{task:15s} {method:17s} {shown(figures)}")
             for group, group_figures in figures.get("by_group", {}).items():
                 lines.append(f"{'':15s}   {group}: {shown(group_figures)}")
     return "\n".join(lines)
@@ -232,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         "--group_by",
         help="code search: also report the figures per value of this pair field (e.g. package)",
     )
+    parser.add_argument(
+        "--fusion",
+        action="store_true",
+        help="code search: also score dense + BM25 hybrids (score fusion at several weights, "
+        "reciprocal rank fusion)",
+    )
     parser.add_argument("--pair_retrieval", help="a pairs corpus directory")
     parser.add_argument("--retrieval", help="a BEIR-layout directory")
     parser.add_argument("--qrels_split", default="test")
@@ -258,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--step applies to --checkpoint only")
     if args.group_by is not None and not args.code_search:
         parser.error("--group_by applies to --code_search only")
+    if args.fusion and not args.code_search:
+        parser.error("--fusion applies to --code_search only")
     if args.ef_search is not None and args.search != "faiss_hnsw":
         parser.error("--ef_search applies to --search faiss_hnsw only")
     search_kw = {"search": args.search}
@@ -282,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     if args.code_search:
         results["code_search"] = code_search_task(
-            encode, args.code_search, args.split, args.num_candidates, args.group_by
+            encode, args.code_search, args.split, args.num_candidates, args.group_by, args.fusion
         )
     if args.pair_retrieval:
         results["pair_retrieval"] = pair_retrieval_task(

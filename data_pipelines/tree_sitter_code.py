@@ -430,6 +430,47 @@ def _without_comments(source: bytes, node, comment_query) -> str:
     return "\n".join(line for line in lines if line.strip()) + "\n"
 
 
+class FunctionNode(NamedTuple):
+    """A named function of a parsed file (see `functions_of`)."""
+
+    anchor: object  # the statement its doc comment sits above (`export`, `const f = ...`)
+    node: object  # the function itself
+    short_name: str  # its own name (a Go method's receiver type included)
+    name: str  # qualified by the enclosing classes: `Outer.Inner.method`
+
+
+def parse(source: bytes, language: str):
+    """`(source, tree)`: the source with a UTF-8 BOM and CRLF line ends normalised (tree
+    byte offsets refer to it), and its tree-sitter tree. Check `tree.root_node.has_error`."""
+    parser, _, _ = parser_for(language)
+    source = source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
+    return source, parser.parse(source)
+
+
+def functions_of(tree, language: str) -> Iterator[FunctionNode]:
+    """Every named function or method of a tree, in source order (unnamed function
+    expressions, callbacks for instance, are not units and are left out)."""
+    grammar = GRAMMARS[language]
+    _, function_query, _ = parser_for(language)
+    for node in _captures(function_query, tree.root_node):
+        found = _function_anchor(node, language)
+        if found is not None:
+            anchor, short_name = found
+            yield FunctionNode(anchor, node, short_name, _qualified(anchor, short_name, grammar))
+
+
+def doc_comment(function: FunctionNode, language: str) -> str | None:
+    """The raw text of the doc comment directly above a function, or None."""
+    return _doc_comment(function.anchor, GRAMMARS[language])
+
+
+def function_source(source: bytes, function: FunctionNode) -> str:
+    """A function's source from its anchor to its end (without the doc comment), dedented."""
+    return _source_of(
+        source, function.anchor.start_byte, max(function.anchor.end_byte, function.node.end_byte)
+    )
+
+
 def extract_pairs(
     source: bytes, language: str, *, path: str, skipped: Counter | None = None
 ) -> list[dict]:
@@ -440,27 +481,20 @@ def extract_pairs(
     gives [] (`skipped["parse_error_file"]`); `skipped` counts the functions left out.
     """
     skipped = Counter() if skipped is None else skipped
-    grammar = GRAMMARS[language]
-    parser, function_query, comment_query = parser_for(language)
-    source = source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
-    tree = parser.parse(source)
+    _, _, comment_query = parser_for(language)
+    source, tree = parse(source, language)
     if tree.root_node.has_error:
         skipped["parse_error_file"] += 1
         return []
     records = []
-    for node in _captures(function_query, tree.root_node):
-        found = _function_anchor(node, language)
-        if found is None:
-            continue  # an unnamed function expression: not a documentable unit
-        anchor, short_name = found
-        comment = _doc_comment(anchor, grammar)
+    for function in functions_of(tree, language):
+        comment = doc_comment(function, language)
         if comment is None:
             skipped["no_doc_comment"] += 1
             continue
         query = doc_query(comment, language)
-        end = max(anchor.end_byte, node.end_byte)
-        document = _source_of(source, anchor.start_byte, end)
-        if _TEST_NAME.match(short_name.rsplit(".", 1)[-1]):
+        document = function_source(source, function)
+        if _TEST_NAME.match(function.short_name.rsplit(".", 1)[-1]):
             reason = "test_function"
         elif len(query.split()) < MIN_QUERY_WORDS:
             reason = "short_doc_comment"
@@ -475,11 +509,11 @@ def extract_pairs(
             {
                 "query": query,
                 "document": document,
-                "code_no_comments": _without_comments(source, anchor, comment_query),
+                "code_no_comments": _without_comments(source, function.anchor, comment_query),
                 "language": language,
                 "path": path,
-                "name": _qualified(anchor, short_name, grammar),
-                "lineno": anchor.start_point.row + 1,
+                "name": function.name,
+                "lineno": function.anchor.start_point.row + 1,
             }
         )
     return records

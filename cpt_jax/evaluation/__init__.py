@@ -2,6 +2,7 @@
 and k-NN classification, similarity correlations; BM25 and TF-IDF baselines."""
 
 from cpt_jax.evaluation.bm25 import (
+    bm25_candidate_scores,
     bm25_code_search,
     bm25_scores,
     bm25_scores_reference,
@@ -16,12 +17,20 @@ from cpt_jax.evaluation.classification import (
     tfidf_logistic_baseline,
 )
 from cpt_jax.evaluation.code_search import (
+    candidate_scores,
     candidate_sets,
     code_search_mrr,
     encode_in_batches,
     evaluate_code_search,
     mean_reciprocal_rank,
     ranks_from_scores,
+)
+from cpt_jax.evaluation.fusion import (
+    descending_ranks,
+    hybrid_code_search,
+    reciprocal_rank_fusion,
+    score_fusion,
+    standardize,
 )
 from cpt_jax.evaluation.retrieval import (
     SEARCH_METHODS,
@@ -43,6 +52,11 @@ from cpt_jax.evaluation.similarity import (
 
 __all__ = [
     "average_ranks",
+    "descending_ranks",
+    "hybrid_code_search",
+    "reciprocal_rank_fusion",
+    "score_fusion",
+    "standardize",
     "knn_classify",
     "knn_predict",
     "linear_probe",
@@ -64,6 +78,8 @@ __all__ = [
     "bm25_scores",
     "bm25_scores_reference",
     "build_bm25_index",
+    "bm25_candidate_scores",
+    "candidate_scores",
     "candidate_sets",
     "code_search_mrr",
     "encode_in_batches",

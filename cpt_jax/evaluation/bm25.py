@@ -7,6 +7,7 @@ ranked exactly as `code_search_mrr` ranks embedding scores.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -86,6 +87,9 @@ def build_bm25_index(
     """A `bm25s.BM25` (lucene variant) indexing pre-tokenized documents."""
     import bm25s
 
+    # bm25s sets its logger to DEBUG on import; its index-building messages are noise here.
+    logging.getLogger(bm25s.__name__).setLevel(logging.WARNING)
+
     retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
     retriever.index([list(d) for d in documents_tokens], show_progress=False)
     return retriever
@@ -132,10 +136,23 @@ def bm25_code_search(
         codes = [p[code_field] for p in pairs]
         groups = pair_field_labels(pairs, group_field)
     _check_sizes(len(queries), num_candidates)
-    retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
     sets = candidate_sets(len(queries), num_candidates, seed=seed)
-    ranks = np.empty(len(queries), np.int64)
+    scores = bm25_candidate_scores(queries, codes, sets, k1=k1, b=b)
+    return summarize(ranks_from_scores(scores), num_candidates, groups)
+
+
+def bm25_candidate_scores(
+    queries: Sequence[str],
+    codes: Sequence[str],
+    sets: np.ndarray,
+    *,
+    k1: float = 1.2,
+    b: float = 0.75,
+) -> np.ndarray:
+    """`[n, C]` float32 BM25 scores of query i against the codes `sets[i]`, all codes
+    indexed once (IDF over the whole pool); queries and codes go through `code_tokenize`."""
+    retriever = build_bm25_index([code_tokenize(c) for c in codes], k1=k1, b=b)
+    out = np.empty(sets.shape, np.float32)
     for i, query in enumerate(queries):
-        scores = bm25_scores(retriever, code_tokenize(query))
-        ranks[i] = ranks_from_scores(scores[sets[i]][None])[0]
-    return summarize(ranks, num_candidates, groups)
+        out[i] = bm25_scores(retriever, code_tokenize(query))[sets[i]]
+    return out

@@ -109,12 +109,16 @@ def code_search_mrr(
 
     Returns `mrr`, `recall@1`, `recall@10`, `num_queries`, `num_candidates`, and with
     `groups` (n labels) `by_group` (see `summarize`).
-
-    Scores are computed in row chunks of `queries @ codes.T` (memory bounded for any n), in
-    float64, then rounded to float32: identical code embeddings then get bit-identical
-    scores whatever the summation order, so duplicated code ties (pessimistically) with its
-    gold as it should.
     """
+    q, c = _pair_embeddings(query_embeddings, code_embeddings)
+    if groups is not None and len(groups) != len(q):
+        raise ValueError(f"{len(groups)} group labels for {len(q)} queries")
+    sets = candidate_sets(len(q), num_candidates, seed=seed)
+    scores = candidate_scores(q, c, sets)
+    return summarize(ranks_from_scores(scores), num_candidates, groups)
+
+
+def _pair_embeddings(query_embeddings, code_embeddings) -> tuple[np.ndarray, np.ndarray]:
     q = np.asarray(query_embeddings)
     c = np.asarray(code_embeddings)
     if q.ndim != 2 or q.shape != c.shape:
@@ -122,18 +126,29 @@ def code_search_mrr(
             f"query and code embeddings must both be [n, d] of one shape; got {q.shape} "
             f"and {c.shape}"
         )
+    return q, c
+
+
+def candidate_scores(
+    query_embeddings: np.ndarray, code_embeddings: np.ndarray, sets: np.ndarray
+) -> np.ndarray:
+    """`[n, C]` float32 dot products of query i with the codes `sets[i]` (`candidate_sets`).
+
+    Computed in row chunks of `queries @ codes.T` (memory bounded for any n), in float64,
+    then rounded to float32: identical code embeddings then get bit-identical scores
+    whatever the summation order, so duplicated code ties (pessimistically) with its gold
+    as it should.
+    """
+    q, c = _pair_embeddings(query_embeddings, code_embeddings)
     n = len(q)
-    if groups is not None and len(groups) != n:
-        raise ValueError(f"{len(groups)} group labels for {n} queries")
-    sets = candidate_sets(n, num_candidates, seed=seed)
     c64 = c.astype(np.float64)
     rows_per_chunk = max(1, _SCORE_CHUNK_BYTES // (8 * n))
-    ranks = np.empty(n, np.int64)
+    out = np.empty(sets.shape, np.float32)
     for start in range(0, n, rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
         scores = (q[rows].astype(np.float64) @ c64.T).astype(np.float32)
-        ranks[rows] = ranks_from_scores(np.take_along_axis(scores, sets[rows], axis=1))
-    return summarize(ranks, num_candidates, groups)
+        out[rows] = np.take_along_axis(scores, sets[rows], axis=1)
+    return out
 
 
 def encode_in_batches(
