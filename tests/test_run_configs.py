@@ -51,10 +51,18 @@ FINETUNING_RECIPES = {
     # Variants of cpt_code, each on a corpus derived from pypi_code by one build command.
     "cpt_code_hardneg": "data/pypi_code_bm25neg",
     "cpt_code_curated": "data/pypi_code_curated",
+    # The main job (make quickstart): minutes, not an hour, on the stdlib pairs.
+    "quickstart": "data/stdlib_code",
 }
 # cpt_code trades batch for steps on a 2-core CPU (measured in its gin file); a hard negative
 # per pair halves what fits in the hour.
-MIN_BATCH = {"cpt_code": 1024, "cpt_text": 4096, "cpt_code_hardneg": 512, "cpt_code_curated": 1024}
+MIN_BATCH = {
+    "cpt_code": 1024,
+    "cpt_text": 4096,
+    "cpt_code_hardneg": 512,
+    "cpt_code_curated": 1024,
+    "quickstart": 128,
+}
 
 
 @pytest.mark.parametrize("name", sorted(FINETUNING_RECIPES))
@@ -85,6 +93,35 @@ def test_minilm_recipe_describes_minilm_exactly(name):
         chunk = gin.query_parameter("GRAD_CACHE_CHUNK/macro.value")
         assert batch >= MIN_BATCH[name] and chunk < batch and batch % chunk == 0
         assert data.query_length < data.document_length
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.parametrize("name", ["quickstart_scratch", "quickstart_causal"])
+def test_from_scratch_quickstarts_keep_their_macros(name):
+    """The from-scratch models (the tests' and benchmarks' fast model) train their own
+    vocabulary and take the quickstart's macros, each of which reaches its binding."""
+    from cpt_jax.models import EncoderConfig
+
+    bindings = {
+        "MODEL_DIR": "'runs/elsewhere'",
+        "DATA_DIR": "'data/other'",
+        "VOCABULARY": "'data/other/spm.model'",
+        "VOCAB_SIZE": "1000",
+        "TRAIN_STEPS": "7",
+        "BATCH_SIZE": "64",
+    }
+    gin.clear_config()
+    try:
+        train.parse_gin([f"runs/{name}.gin"], [f"{k} = {v}" for k, v in bindings.items()])
+        data = train.PairData()
+        assert (data.data_dir, data.vocabulary_path) == ("data/other", "data/other/spm.model")
+        assert gin.query_parameter("MODEL_DIR/macro.value") == "runs/elsewhere"
+        assert EncoderConfig().vocab_size == 1000
+        for macro in ("TRAIN_STEPS", "BATCH_SIZE"):
+            assert gin.query_parameter(f"{macro}/macro.value") == int(bindings[macro])
+        with pytest.raises(ValueError, match="no value bound"):
+            gin.query_parameter("train.init_from")
     finally:
         gin.clear_config()
 

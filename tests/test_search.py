@@ -295,6 +295,19 @@ def test_cli_errors_name_the_problem(tiny_run, tmp_path, capsys):
     assert cli.main(["query", "--index", str(tmp_path / "i")]) == 2
     assert "no queries" in capsys.readouterr().err
 
+    # The model behind an index changed: queries are refused, not scored against stale rows.
+    model = str(tmp_path / "model")
+    shutil.copytree(tiny_run, model)
+    assert index_cli("--checkpoint", model, "--source", root, "--index", str(tmp_path / "j")) == 0
+    step = index_lib.model_record(model)["step"]
+    shutil.rmtree(os.path.join(model, "checkpoints", str(step)))
+    assert cli.main(["query", "--index", str(tmp_path / "j"), "x"]) == 2
+    assert f"built with step {step}, which is no longer saved" in capsys.readouterr().err
+    with open(os.path.join(model, "model.json"), "a") as f:
+        f.write("\n")
+    assert cli.main(["query", "--index", str(tmp_path / "j"), "x"]) == 2
+    assert "model.json changed" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 def test_the_module_runs_as_a_command(tiny_run, tmp_path):

@@ -17,7 +17,7 @@ Example:
 
 Measured on code search (`python -m cpt_jax.evaluate ... --fusion`): RRF costs a good
 dense model MRR, because it gives BM25's ranks as much say as the model's; score fusion with
-a small weight gains a little. See docs/search.md.
+a small weight gains a little. See docs/experiments.md.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ that are gone are dropped. The model is loaded only when something needs embeddi
 Ranking (`RANKINGS`): `dense` (cosine similarity), `bm25` (lexical, code-aware tokens),
 `score_fusion` (z-scored cosine + `weight` x z-scored BM25 over the whole index) and `rrf`
 (reciprocal rank fusion); see `cpt_jax.evaluation.fusion`. The default is the hybrid that
-measured best on the `pypi_code` validation split (docs/search.md).
+measured best on the `pypi_code` validation split (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -126,6 +126,12 @@ def load_embedder(record: dict) -> Embedder:
     if sha != record["model_json_sha256"]:
         raise ValueError(
             f"{path}: model.json changed since the index was built; re-index with this model"
+        )
+    step_dir = os.path.join(path, checkpoints.CHECKPOINT_SUBDIR, str(record["step"]))
+    if not os.path.isdir(step_dir):
+        raise ValueError(
+            f"{path}: the index was built with step {record['step']}, which is no longer "
+            "saved there; re-index with the model's latest step"
         )
     return Embedder.from_checkpoint(path, step=record["step"])
 
