@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 
@@ -85,7 +86,9 @@ def build_bm25_index(
     documents_tokens: Sequence[Sequence[str]], *, k1: float = 1.2, b: float = 0.75
 ):
     """A `bm25s.BM25` (lucene variant) indexing pre-tokenized documents."""
-    import bm25s
+    with warnings.catch_warnings():  # its tqdm.auto import warns in a kernel without ipywidgets
+        warnings.simplefilter("ignore")
+        import bm25s
 
     # bm25s sets its logger to DEBUG on import; its index-building messages are noise here.
     logging.getLogger(bm25s.__name__).setLevel(logging.WARNING)
