@@ -118,11 +118,11 @@ def format_table(results: dict, model_dir: str) -> str:
 
 def verdict(results: dict) -> str:
     mrr = results["model"]["mrr"]
-    lines = [f"The model {'beats' if mrr > results['bm25']['mrr'] else 'does NOT beat'} BM25"]
-    if "zero_shot" in results:
-        gain = mrr - results["zero_shot"]["mrr"]
-        lines.append(f"and its start by {gain:+.3f} MRR ({results['start']} zero-shot).")
-    return " ".join(lines) if len(lines) > 1 else lines[0] + "."
+    text = f"The model {'beats' if mrr > results['bm25']['mrr'] else 'does NOT beat'} BM25"
+    if "zero_shot" not in results:
+        return text + "."
+    gain = mrr - results["zero_shot"]["mrr"]
+    return f"{text} and its start by {gain:+.3f} MRR ({results['start']} zero-shot)."
 
 
 def stored_evaluation(

@@ -242,23 +242,18 @@ class CodeIndex:
                     ]
             records[relative] = {"sha256": sha, **({"skipped": reason} if reason else {})}
 
-        new_embeddings = None
+        parts = [previous.embeddings[kept_rows]] if kept_rows else []
         if new_functions:
             embedder = embedder or load_embedder(model)
-            new_embeddings = _embed_documents(embedder, [f.text for f in new_functions], progress)
+            parts.append(_embed_documents(embedder, [f.text for f in new_functions], progress))
+        embeddings = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         functions = [previous.functions[row] for row in kept_rows] + new_functions
-        if previous is None or not kept_rows:
-            embeddings = new_embeddings if new_functions else np.zeros((0, 0), np.float32)
-        elif new_functions:
-            embeddings = np.concatenate([previous.embeddings[kept_rows], new_embeddings])
-        else:
-            embeddings = previous.embeddings[kept_rows]
         order = sorted(range(len(functions)), key=lambda i: _sort_key(functions[i]))
         index = cls(
             source_dir=source_dir,
             model=model,
             functions=[functions[i] for i in order],
-            embeddings=embeddings[order] if order else embeddings,
+            embeddings=embeddings[order],
             file_records=records,
             embedder=embedder,
         )
