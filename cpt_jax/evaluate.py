@@ -45,7 +45,9 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
-from cpt_jax import evaluation, files  # noqa: E402
+from cpt_jax import evaluation, files, pretrained  # noqa: E402
+from cpt_jax.embed import Embedder
+from data_pipelines import corpus, pipeline, supervised
 
 EncodeFn = Callable[[list[str], str], "object"]
 
@@ -59,8 +61,6 @@ def load_beir(data_dir: str, split: str) -> tuple[dict, dict, dict]:
     unknown document, is an error naming the directory and the reasons.
     """
     from collections import Counter
-
-    from data_pipelines import supervised
 
     if split not in supervised.SPLITS:
         raise ValueError(f"qrels split {split!r} is not one of {sorted(supervised.SPLITS)}")
@@ -89,8 +89,6 @@ def code_search_task(
 ) -> dict:
     """`model` and `bm25` figures; with `fusion`, also the hybrids of the two
     (`score_fusion_<w>`, `rrf_<k>`: `evaluation.fusion.hybrid_code_search`)."""
-    from data_pipelines import pipeline
-
     pairs = pipeline.load_pairs(data_dir, split)
     field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
     num_candidates = min(num_candidates, len(pairs))
@@ -114,8 +112,6 @@ def code_search_task(
 
 def read_records(data_dir: str, split: str, kind: str | None) -> list[dict]:
     """A split's records, only those whose `kind` field is `kind` when given."""
-    from data_pipelines import corpus
-
     records = corpus.read_split(data_dir, split)
     if kind is not None:
         if records and "kind" not in records[0]:
@@ -291,12 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name at least one task (--code_search, --retrieval, ...)")
 
     if args.checkpoint:
-        from cpt_jax.embed import Embedder
-
         embedder = Embedder.from_checkpoint(args.checkpoint, step=args.step)
     else:
-        from cpt_jax import pretrained
-
         embedder = pretrained.embedder(pretrained.load(args.pretrained))
     for kind, length in (("query", args.query_length), ("document", args.document_length)):
         if length is not None:

@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from cpt_jax import checkpoints, pretrained
+from cpt_jax.embed import Embedder
+
 INSTALL_HINT = "pip install 'cpt-jax[mteb]' (or: pip install mteb)"
 # MTEB prompt type (2.x `PromptType` values, and 1.x's "passage") -> `Embedder.encode` kind.
 PROMPT_KINDS = {None: "query", "query": "query", "document": "document", "passage": "document"}
@@ -121,9 +124,6 @@ class MTEBEncoder:
     ) -> MTEBEncoder:
         """The latest (or given) checkpoint of a training run's model directory, by default
         named "cpt-jax/<directory name>", revision "step-<step>-<weights hash>"."""
-        from cpt_jax import checkpoints
-        from cpt_jax.embed import Embedder
-
         if step is None:  # read first: the revision names the weights loaded, mid-training too
             step = checkpoints.latest_saved_step(model_dir)
         embedder = Embedder.from_checkpoint(model_dir, step)
@@ -142,8 +142,6 @@ class MTEBEncoder:
     ) -> MTEBEncoder:
         """A pretrained model, zero-shot, as `cpt_jax.pretrained.load` names it ("minilm"),
         by default named "cpt-jax/<source>", revision "<weights hash>"."""
-        from cpt_jax import pretrained
-
         embedder = pretrained.embedder(pretrained.load(source))
         name = name or os.path.basename(os.path.normpath(source))
         revision = revision or params_fingerprint(embedder.params)

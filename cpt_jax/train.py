@@ -31,13 +31,14 @@ from typing import NamedTuple
 import gin
 import jax
 
-from cpt_jax import checkpoints, files, multihost, partitioning, run_config, training
+from cpt_jax import checkpoints, files, multihost, partitioning, pretrained, run_config, training
 from cpt_jax.models import EncoderConfig
 from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
+from data_pipelines import pipeline
 
 GIN_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin_configs")
 
-# A contrastive run's health is read off these (DESIGN.md section 2).
+# A contrastive run's health is read off these (docs/design.md: the loss).
 LOGGED_METRICS = (
     "loss",
     "accuracy_q2d",
@@ -124,8 +125,6 @@ class PairData:
     def batches(self, *, batch_size: int, start_step: int, shard_index: int, num_shards: int):
         """This host's rows of global batches `start_step, start_step + 1, ...`."""
         import seqio
-
-        from data_pipelines import pipeline
 
         return pipeline.pair_batches(
             self.register(),
@@ -380,8 +379,6 @@ def _check_resumed_config(model_dir: str, step: int, allow_change: bool, is_chie
 
 def _load_initial_model(init_from: str, model_config: EncoderConfig, model_dir: str, log: bool):
     """The pretrained model `init_from` names, checked against the gin `EncoderConfig`."""
-    from cpt_jax import pretrained
-
     initial = pretrained.load(init_from)
     # Any field but the training-only ones must match, or the weights would be misread.
     differing = model_config.architecture_differences(initial.config)

@@ -38,6 +38,10 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cpt_jax import checkpoints, files, pretrained
+from cpt_jax.embed import abstract_saved_params
+from cpt_jax.models import EncoderConfig
+
 PyTree = Any
 
 
@@ -120,10 +124,6 @@ def interpolate_model_dir(
         since training read them; the start has another architecture or vocabulary than
         the fine-tuned model; alpha outside [0, 1].
     """
-    from cpt_jax import checkpoints, files, pretrained
-    from cpt_jax.embed import abstract_saved_params
-    from cpt_jax.models import EncoderConfig
-
     if os.path.abspath(output_dir) == os.path.abspath(model_dir):
         raise ValueError(f"--output {output_dir} is the fine-tuned model itself")
     if os.path.exists(os.path.join(output_dir, checkpoints.MODEL_METADATA_FILE)):

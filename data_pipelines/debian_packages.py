@@ -1,127 +1,23 @@
-"""Pinned Debian binary packages as data: download a `.deb`, verify it, read its files.
+"""Debian binary packages as data: read a `.deb`'s files without installing it.
 
-    path = debian_packages.download_deb(WORDNET, cache_dir="data/wordnet/downloads")
+    path = downloads.download_deb(WORDNET, cache_dir="data/wordnet/downloads")
     for name, data in debian_packages.iter_deb_files(path, "usr/share/wordnet/"):
         ...
 
-A `PinnedDeb` names a package, its exact version and the sha256 of its `.deb`. `download_deb`
-fetches it with `apt-get download` (no installation; the packages of this system are left
-alone) into a cache directory, and checks the hash: a file whose hash differs is never used.
-`apt-get update` runs only when apt does not know the pinned version. Debian mirrors drop old
-versions (a stable point release replaces a package's version), so a pin can stop working:
-the error then says so, and the fix is to pin the new version and its sha256 (both printed
-by `apt-cache show PACKAGE`). A `.deb` placed in the cache directory by hand under the
-expected name (`PinnedDeb.filename`) is used as is when its hash matches, without apt.
-
-`iter_deb_files` reads a `.deb` without installing it: `dpkg-deb --fsys-tarfile` streams the
-data archive into Python's `tarfile`.
+Pins (`PinnedDeb`) and their verified download (`download_deb`, by `apt-get download`; the
+packages of this system are left alone) are in `cpt_jax.downloads`. `iter_deb_files` streams
+the data archive through `dpkg-deb --fsys-tarfile` into Python's `tarfile`.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from typing import NamedTuple
-from urllib.parse import quote
 
-from cpt_jax import files
-
-
-class PinnedDeb(NamedTuple):
-    """A Debian binary package pinned to an exact version and the sha256 of its `.deb`."""
-
-    package: str
-    version: str
-    sha256: str
-
-    @property
-    def filename(self) -> str:
-        """The cache file name: `package_version.deb`, the version URL-quoted (`1%3A3.0-37`)."""
-        return f"{self.package}_{quote(self.version, safe='.+~-')}.deb"
-
-    def describe(self) -> dict:
-        """The pin as a manifest entry."""
-        return {"package": self.package, "version": self.version, "sha256": self.sha256}
-
-
-class PackageUnavailableError(RuntimeError):
-    """The pinned package version cannot be fetched from the configured apt sources."""
-
-
-def _run(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError as e:
-        raise PackageUnavailableError(
-            f"{args[0]} not found: this needs Debian's apt and dpkg tools (Debian, Ubuntu); "
-            "elsewhere, put the pinned .deb into the cache directory by hand"
-        ) from e
-
-
-def _apt_knows(pin: PinnedDeb) -> bool:
-    """Whether apt's package lists have this exact version (no network)."""
-    result = _run(["apt-cache", "show", f"{pin.package}={pin.version}"])
-    return result.returncode == 0 and "Package:" in result.stdout
-
-
-def _unavailable(pin: PinnedDeb, detail: str) -> PackageUnavailableError:
-    return PackageUnavailableError(
-        f"{pin.package}={pin.version} is not available from the configured apt sources "
-        f"({detail.strip()[-300:]}). Debian mirrors drop old versions when a newer one is "
-        f"released: update the pin in the code to the version that `apt-cache show "
-        f"{pin.package}` lists, with its SHA256, and rebuild"
-    )
-
-
-def download_deb(pin: PinnedDeb, cache_dir: str, *, log=print) -> str:
-    """The path of `pin`'s `.deb` in `cache_dir`, downloaded with apt if needed, verified.
-
-    Raises:
-      PackageUnavailableError: apt does not have this version even after `apt-get update`
-        (the mirror may have dropped it: update the pin), or apt is missing.
-      RuntimeError: `apt-get download` failed for another reason (the message has apt's).
-      ValueError: the downloaded file's sha256 differs from the pin (the file is removed).
-    """
-    os.makedirs(cache_dir, exist_ok=True)
-    path = os.path.join(cache_dir, pin.filename)
-    if os.path.exists(path):
-        actual = files.sha256_of(path)
-        if actual == pin.sha256:
-            return path
-        log(f"{path}: sha256 {actual} is not the pinned {pin.sha256}; downloading again")
-        os.remove(path)
-    if not _apt_knows(pin):
-        log(f"apt does not list {pin.package}={pin.version}: running apt-get update")
-        update = _run(["apt-get", "update"])
-        if update.returncode != 0:
-            raise _unavailable(pin, f"apt-get update failed: {update.stderr}")
-        if not _apt_knows(pin):
-            raise _unavailable(pin, "apt-cache show finds no such version after apt-get update")
-    # Download into a fresh directory (apt names the file itself), then move it into place.
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
-        result = _run(["apt-get", "download", f"{pin.package}={pin.version}"], cwd=tmp)
-        downloaded = glob.glob(os.path.join(tmp, "*.deb"))
-        if result.returncode != 0 or len(downloaded) != 1:
-            if "not found" in result.stderr or "Unable to locate" in result.stderr:
-                raise _unavailable(pin, result.stderr)
-            raise RuntimeError(
-                f"apt-get download {pin.package}={pin.version} failed "
-                f"(exit {result.returncode}, files {downloaded}): {result.stderr.strip()[-500:]}"
-            )
-        actual = files.sha256_of(downloaded[0])
-        if actual != pin.sha256:
-            raise ValueError(
-                f"{pin.package}={pin.version}: the downloaded .deb has sha256 {actual}, "
-                f"the pin says {pin.sha256}; not used (a changed archive or a wrong pin)"
-            )
-        shutil.move(downloaded[0], path)
-    log(f"downloaded {pin.package}={pin.version} -> {path} (sha256 verified)")
-    return path
+from cpt_jax.downloads import run_tool
 
 
 def iter_deb_files(deb_path: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
@@ -187,7 +83,7 @@ def build_deb(files: dict[str, bytes], out_path: str, package: str, version: str
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "wb") as f:
                 f.write(data)
-        result = _run(["dpkg-deb", "--root-owner-group", "--build", root, out_path])
+        result = run_tool(["dpkg-deb", "--root-owner-group", "--build", root, out_path])
         if result.returncode != 0:
             raise RuntimeError(f"dpkg-deb --build failed: {result.stderr.strip()}")
     return out_path

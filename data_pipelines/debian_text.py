@@ -31,9 +31,9 @@ Filters (each dropped item is counted in the manifest's `skipped`, by reason):
 * `corpus.build` removes exact duplicates with the key (kind, whitespace-normalised document).
 
 Splits are by *source* package (`split_for_source`): `int(sha1(source).hexdigest(), 16) % 10`
-is 0 -> test, the held-out set reserved for evaluation (DESIGN.md section 5: never training
-or tuning), 1 -> validation, anything else -> train. All binary packages of one source land in
-one split.
+is 0 -> test, the held-out set reserved for evaluation (docs/design.md, held-out data:
+never training or tuning), 1 -> validation, anything else -> train. All binary packages of
+one source land in one split.
 
 Reproducibility. The lists are fetched into a private directory (`OUT_DIR/downloads/lists` by
 default; nothing under the system's `/var/lib/apt` is written) from Debian 12 "bookworm"

@@ -39,6 +39,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cpt_jax import pretrained
+from cpt_jax.checkpoints import CHECKPOINT_SUBDIR
+from cpt_jax.embed import Embedder
+from cpt_jax.evaluation.bm25 import build_bm25_index, code_tokenize
 from data_pipelines import derived
 from data_pipelines.text_neighbours import normalise_whitespace
 
@@ -118,8 +122,6 @@ def mine_bm25_negatives(
       ...     num_negatives=1, depth=1)
       [[2], [0], [0]]
     """
-    from cpt_jax.evaluation.bm25 import build_bm25_index, code_tokenize
-
     _check(queries, documents, num_negatives, depth)
     if not queries:
         return []
@@ -206,7 +208,6 @@ class MinedNegativesBuilder(derived.DerivedBuilder):
         super().__init__(source, splits)
         if "negatives" in self.schema:
             raise ValueError(f"{source}: the corpus already has a 'negatives' field")
-        from cpt_jax import pretrained
 
         if miner != "bm25" and miner not in pretrained.PRETRAINED and not os.path.isdir(miner):
             raise ValueError(
@@ -221,9 +222,6 @@ class MinedNegativesBuilder(derived.DerivedBuilder):
         self.lengths = {"queries": query_length, "documents": document_length}
 
     def _embedder(self):
-        from cpt_jax import pretrained
-        from cpt_jax.embed import Embedder
-
         if self.miner in pretrained.PRETRAINED:
             model = pretrained.load(self.miner)
             return Embedder(model.config, model.params, model.tokenizer, self.lengths)
@@ -273,7 +271,6 @@ class MinedNegativesBuilder(derived.DerivedBuilder):
             described["sequence_lengths"] = self.lengths
             if os.path.isdir(self.miner):
                 # A retrained model in the same directory must not reuse stale units.
-                from cpt_jax.checkpoints import CHECKPOINT_SUBDIR
 
                 steps = os.path.join(self.miner, CHECKPOINT_SUBDIR)
                 described["miner_checkpoints"] = sorted(os.listdir(steps))

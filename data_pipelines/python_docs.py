@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from cpt_jax import downloads
 from data_pipelines import corpus, debian_packages
 from data_pipelines.text_neighbours import (
     DEFAULT_MIN_WORDS,
@@ -314,7 +315,7 @@ def rest_paragraphs(
 
 # ----------------------------------------------------------------------------- python_docs
 
-PYTHON_DOCS = debian_packages.PinnedDeb(
+PYTHON_DOCS = downloads.PinnedDeb(
     "python3.11-doc",
     "3.11.2-6+deb12u8",
     "50eb63e7f636c4281e9ce1b8f10386f1def42159eddce34fc1f41c46261df71b",
@@ -344,7 +345,7 @@ class PythonDocsBuilder(corpus.Builder):
         self,
         cache_dir: str = os.path.join("data", "python_docs", "downloads"),
         *,
-        pin: debian_packages.PinnedDeb = PYTHON_DOCS,
+        pin: downloads.PinnedDeb = PYTHON_DOCS,
         min_words: int = DEFAULT_MIN_WORDS,
         near_duplicate_threshold: float | None = 0.7,
     ):
@@ -358,7 +359,7 @@ class PythonDocsBuilder(corpus.Builder):
 
     def sources(self, skipped: Counter) -> list[tuple[str, str]]:
         """`(doc_id, reST text)` of every documentation source file, sorted by `doc_id`."""
-        deb = debian_packages.download_deb(self.pin, self.cache_dir)
+        deb = downloads.download_deb(self.pin, self.cache_dir)
         found = []
         for path, data in debian_packages.iter_deb_files(deb, PYTHON_DOCS_SOURCES):
             if not path.endswith(".rst.txt"):

@@ -35,7 +35,7 @@ The default corpus is real code from pinned Debian packages (`DEFAULT_PACKAGES`:
 `.deb`'s version and sha256 are pinned and verified after download; nothing is installed),
 several source packages per language. Split by Debian *source* package, so a package's
 code is in one split: `int(sha1(source).hexdigest(), 16) % 10` is 0 -> test, 1 ->
-validation, else train. Bucket 0 is reserved for held-out evaluation (DESIGN.md 5): those
+validation, else train. Bucket 0 is reserved for held-out evaluation (docs/design.md): those
 packages only ever go to test.
 
 CLI:
@@ -60,9 +60,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from cpt_jax import files
+from cpt_jax import downloads, files
+from cpt_jax.downloads import PinnedDeb
 from data_pipelines import corpus, debian_packages
-from data_pipelines.debian_packages import PinnedDeb
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
 EXTRACTION_VERSION = 1
@@ -770,7 +770,7 @@ class TreeSitterCodeBuilder(corpus.Builder):
     def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
         source = unit.payload
         if isinstance(source, DebianSource):
-            path = debian_packages.download_deb(source.deb, self.cache_dir, log=self.log)
+            path = downloads.download_deb(source.deb, self.cache_dir, log=self.log)
             files = iter_tree(path, source.prefixes)
             languages, package = (source.language,), source.source_package
         else:

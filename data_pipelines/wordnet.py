@@ -40,13 +40,14 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from cpt_jax import downloads
 from data_pipelines import corpus, debian_packages
 from data_pipelines.text_neighbours import normalise_whitespace, split_for_id
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
 EXTRACTION_VERSION = 1
 
-WORDNET = debian_packages.PinnedDeb(
+WORDNET = downloads.PinnedDeb(
     "wordnet-base",
     "1:3.0-37",
     "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
@@ -218,7 +219,7 @@ class WordNetBuilder(corpus.Builder):
         self,
         cache_dir: str = os.path.join("data", "wordnet", "downloads"),
         *,
-        pin: debian_packages.PinnedDeb = WORDNET,
+        pin: downloads.PinnedDeb = WORDNET,
     ):
         self.cache_dir, self.pin = cache_dir, pin
 
@@ -226,7 +227,7 @@ class WordNetBuilder(corpus.Builder):
         return [corpus.Unit(name, name) for name in DATA_FILES]
 
     def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
-        deb = debian_packages.download_deb(self.pin, self.cache_dir)
+        deb = downloads.download_deb(self.pin, self.cache_dir)
         wanted = DATA_DIR + unit.payload
         for path, data in debian_packages.iter_deb_files(deb, wanted):
             if path != wanted:

@@ -4,7 +4,9 @@ The flag must be set before jax initialises its backends, so it lives here rathe
 fixture. Tests that need fewer devices build smaller meshes from `jax.devices()[:n]`.
 """
 
+import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["XLA_FLAGS"] = (
@@ -46,3 +48,35 @@ def tiny_run(tmp_path_factory, stdlib_corpus):
     model_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
     run_launcher(model_dir, stdlib_corpus)
     return model_dir
+
+
+FAKE_PIP = """\
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_PIP_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+mode = os.environ["FAKE_PIP_MODE"]
+if mode == "fail":
+    sys.exit("ERROR: No matching distribution found")
+dest = args[args.index("--dest") + 1]
+with open(os.path.join(dest, os.environ["FAKE_PIP_FILE"]), "wb") as f:
+    f.write(mode.encode())
+"""
+
+
+@pytest.fixture
+def fake_pip(tmp_path, monkeypatch):
+    """pip replaced by a script writing FAKE_PIP_MODE's text as the file (FAKE_PIP_FILE);
+    returns a function listing its calls (for `cpt_jax.downloads.download`)."""
+    from cpt_jax import downloads
+
+    script = tmp_path / "fake_pip.py"
+    script.write_text(FAKE_PIP)
+    log = tmp_path / "pip_calls.jsonl"
+    monkeypatch.setattr(downloads, "PIP_COMMAND", [sys.executable, str(script)])
+    monkeypatch.setenv("FAKE_PIP_LOG", str(log))
+
+    def calls():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return calls

@@ -330,7 +330,7 @@ def minilm(tmp_path_factory):
     """MiniLM written as a cpt-jax model directory; only from an already cached wheel."""
     from cpt_jax import pretrained
 
-    wheel = os.path.join(pretrained.DEFAULT_CACHE_DIR, pretrained.MINILM_WHEEL["filename"])
+    wheel = os.path.join(pretrained.DEFAULT_CACHE_DIR, pretrained.MINILM_WHEEL.filename)
     if not os.path.exists(wheel):
         pytest.skip(f"MiniLM wheel not cached ({wheel}); this test never downloads")
     model_dir = str(tmp_path_factory.mktemp("runs") / "minilm_run")

@@ -1,17 +1,16 @@
 """The PyPI code corpus: archives and trees read without installing, reserved packages never
 used, validation first, pinned downloads verified (no network: pip is replaced by a stub)."""
 
-import hashlib
 import io
 import json
 import re
-import sys
 import tarfile
 import zipfile
 from collections import Counter
 
 import pytest
 
+from cpt_jax import downloads
 from cpt_jax.files import sha256_of
 from data_pipelines import build, corpus, pypi_code
 
@@ -261,101 +260,12 @@ def test_validation_units_come_first(tmp_path):
     ]
 
 
-def test_pip_selection_follows_the_file_name():
-    cp = "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-    assert pypi_code.pip_selection(cp) == [
-        "--only-binary",
-        ":all:",
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp311",
-        "--platform",
-        "manylinux_2_17_x86_64",
-        "--platform",
-        "manylinux2014_x86_64",
-    ]
-    pure = pypi_code.pip_selection("jedi-0.19.1-py2.py3-none-any.whl")
-    assert pure[pure.index("--implementation") + 1] == "py"
-    assert pure[pure.index("--platform") + 1] == "any"
-    assert pypi_code.pip_selection("demo-1.0.tar.gz") == ["--no-binary", ":all:"]
-
-
-FAKE_PIP = """\
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["FAKE_PIP_LOG"], "a") as f:
-    f.write(json.dumps(args) + "\\n")
-mode = os.environ["FAKE_PIP_MODE"]
-if mode == "fail":
-    sys.exit("ERROR: No matching distribution found")
-dest = args[args.index("--dest") + 1]
-with open(os.path.join(dest, os.environ["FAKE_PIP_FILE"]), "wb") as f:
-    f.write(mode.encode())
-"""
-
-
-@pytest.fixture
-def fake_pip(tmp_path, monkeypatch):
-    """pip replaced by a script writing FAKE_PIP_MODE's text as the file; returns its calls."""
-    script = tmp_path / "fake_pip.py"
-    script.write_text(FAKE_PIP)
-    log = tmp_path / "pip_calls.jsonl"
-    monkeypatch.setattr(pypi_code, "PIP_COMMAND", [sys.executable, str(script)])
-    monkeypatch.setenv("FAKE_PIP_LOG", str(log))
-
-    def calls():
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    return calls
-
-
-def test_download_verifies_the_hash_and_reuses_the_cache(tmp_path, monkeypatch, fake_pip):
-    filename = "demo-1.0-py3-none-any.whl"
-    pin = pypi_code.PinnedArchive(
-        "demo", "1.0", filename, hashlib.sha256(b"the real wheel").hexdigest()
-    )
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("FAKE_PIP_FILE", filename)
-
-    monkeypatch.setenv("FAKE_PIP_MODE", "a tampered wheel")
-    with pytest.raises(pypi_code.HashMismatchError) as error:
-        pypi_code.download(pin, str(cache), **QUIET)
-    tampered = hashlib.sha256(b"a tampered wheel").hexdigest()
-    assert "demo==1.0" in str(error.value)
-    assert pin.sha256 in str(error.value) and tampered in str(error.value)
-    assert not (cache / filename).exists()  # a file that failed its check is not kept
-
-    monkeypatch.setenv("FAKE_PIP_MODE", "the real wheel")
-    path = pypi_code.download(pin, str(cache), **QUIET)
-    assert path == str(cache / filename)
-    assert (cache / filename).read_bytes() == b"the real wheel"
-    assert sorted(p.name for p in cache.iterdir()) == [filename]  # no temporary left
-    (call,) = fake_pip()[1:]
-    assert call[:2] == ["download", "--no-deps"] and call[-1] == "demo==1.0"
-    assert call[call.index("--platform") + 1] == "any"
-
-    monkeypatch.setenv("FAKE_PIP_MODE", "fail")  # a second build is offline
-    assert pypi_code.download(pin, str(cache), **QUIET) == path
-    assert len(fake_pip()) == 2
-
-    (cache / filename).write_bytes(b"truncated")  # a damaged cache file is fetched again
-    with pytest.raises(pypi_code.DownloadError, match="No matching distribution"):
-        pypi_code.download(pin, str(cache), **QUIET)
-    monkeypatch.setenv("FAKE_PIP_FILE", "demo-1.0.tar.gz")
-    monkeypatch.setenv("FAKE_PIP_MODE", "the real wheel")
-    with pytest.raises(pypi_code.DownloadError, match="not the pinned"):
-        pypi_code.download(pin, str(cache), **QUIET)
-
-
 def test_builds_a_corpus_from_a_pinned_wheel_and_local_sources(tmp_path, monkeypatch, fake_pip):
     # A pinned package whose verified archive is already cached: built without pip.
     cache = tmp_path / "out" / "downloads"
     cache.mkdir(parents=True)
     wheel = demo_wheel(cache)
-    pin = pypi_code.PinnedArchive("Demo", "1.0", "demo-1.0-py3-none-any.whl", sha256_of(wheel))
+    pin = downloads.PinnedArchive("Demo", "1.0", "demo-1.0-py3-none-any.whl", sha256_of(wheel))
     monkeypatch.setattr(pypi_code, "PINNED", (*pypi_code.PINNED, pin))
     monkeypatch.setenv("FAKE_PIP_MODE", "fail")
     # A validation package sharing `area` with the training wheel: validation keeps it.

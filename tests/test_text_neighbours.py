@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from cpt_jax import downloads
 from cpt_jax.files import sha256_of
 from data_pipelines import corpus, debian_packages, python_docs
 from data_pipelines import text_neighbours as tn
@@ -234,39 +235,11 @@ def test_tfds_never_downloads(tmp_path):
 # ----------------------------------------------------------------------------- Debian packages
 
 
-def _fake_apt(tmp_path, monkeypatch, deb: str, known: list[str], after_update: list[str]):
-    """`apt-get` and `apt-cache` stand-ins on PATH: they know the `pkg=version`s in `known`
-    (`after_update` once `apt-get update` ran), download `deb`, and log their calls."""
-    bin_dir, state = tmp_path / "bin", tmp_path / "apt-state"
-    bin_dir.mkdir()
-    state.mkdir()
-    (state / "known").write_text("".join(f"{k}\n" for k in known))
-    (state / "after_update").write_text("".join(f"{k}\n" for k in after_update))
-    scripts = {
-        "apt-cache": f"""#!/bin/sh
-echo "apt-cache $*" >> {state}/log
-grep -qxF "$2" {state}/known && echo "Package: ${{2%%=*}}" && exit 0
-exit 100
-""",
-        "apt-get": f"""#!/bin/sh
-echo "apt-get $*" >> {state}/log
-if [ "$1" = update ]; then cp {state}/after_update {state}/known; exit 0; fi
-if ! grep -qxF "$2" {state}/known; then echo "E: Version '$2' was not found" >&2; exit 100; fi
-cp {deb} ./fake_1.0_all.deb
-""",
-    }
-    for name, text in scripts.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return state / "log"
-
-
 @pytest.fixture
 def fake_deb(tmp_path):
     files = {"usr/share/fake/a.txt": b"alpha", "usr/share/fake/sub/b.txt": b"beta", "etc/x": b"x"}
     deb = debian_packages.build_deb(files, str(tmp_path / "fake.deb"), "fake", "1:1.0-1")
-    return deb, debian_packages.PinnedDeb("fake", "1:1.0-1", sha256_of(deb))
+    return deb, downloads.PinnedDeb("fake", "1:1.0-1", sha256_of(deb))
 
 
 def test_iter_deb_files(fake_deb, tmp_path):
@@ -283,43 +256,6 @@ def test_iter_deb_files(fake_deb, tmp_path):
     (tmp_path / "not.deb").write_bytes(b"not an archive")
     with pytest.raises(RuntimeError, match="not.deb"):
         list(debian_packages.iter_deb_files(str(tmp_path / "not.deb")))
-
-
-def test_download_deb_verifies_and_caches(fake_deb, tmp_path, monkeypatch):
-    deb, pin = fake_deb
-    log = _fake_apt(tmp_path, monkeypatch, deb, known=["fake=1:1.0-1"], after_update=[])
-    cache = str(tmp_path / "cache")
-    path = debian_packages.download_deb(pin, cache, log=lambda *_: None)
-    assert path == os.path.join(cache, "fake_1%3A1.0-1.deb")
-    assert sha256_of(path) == pin.sha256
-    assert log.read_text() == "apt-cache show fake=1:1.0-1\napt-get download fake=1:1.0-1\n"
-    assert debian_packages.download_deb(pin, cache, log=lambda *_: None) == path
-    assert log.read_text().count("\n") == 2  # cached: apt was not asked again
-    assert os.listdir(cache) == ["fake_1%3A1.0-1.deb"]
-
-
-def test_download_deb_updates_lists_only_for_an_unknown_version(fake_deb, tmp_path, monkeypatch):
-    deb, pin = fake_deb
-    log = _fake_apt(tmp_path, monkeypatch, deb, known=[], after_update=["fake=1:1.0-1"])
-    debian_packages.download_deb(pin, str(tmp_path / "cache"), log=lambda *_: None)
-    assert log.read_text().split("\n")[:3] == [
-        "apt-cache show fake=1:1.0-1",
-        "apt-get update",
-        "apt-cache show fake=1:1.0-1",
-    ]
-
-
-def test_download_deb_errors(fake_deb, tmp_path, monkeypatch):
-    deb, pin = fake_deb
-    _fake_apt(tmp_path, monkeypatch, deb, known=["fake=1:1.0-1"], after_update=["fake=1:1.0-1"])
-    cache = str(tmp_path / "cache")
-    gone = pin._replace(version="0.9-1")
-    with pytest.raises(debian_packages.PackageUnavailableError, match="update the pin"):
-        debian_packages.download_deb(gone, cache, log=lambda *_: None)
-    wrong = pin._replace(sha256="0" * 64)
-    with pytest.raises(ValueError, match=f"sha256 {pin.sha256}.*pin says 0000"):
-        debian_packages.download_deb(wrong, cache, log=lambda *_: None)
-    assert [n for n in os.listdir(cache) if not n.startswith(".")] == []
 
 
 # ----------------------------------------------------------------------------- reST
@@ -445,7 +381,7 @@ def _fake_python_docs(tmp_path):
         "usr/share/doc/python3.11/html/index.html": b"<html></html>",
     }
     deb = debian_packages.build_deb(files, str(tmp_path / "d.deb"), "python3.11-doc", "3.11.2-1")
-    pin = debian_packages.PinnedDeb("python3.11-doc", "3.11.2-1", sha256_of(deb))
+    pin = downloads.PinnedDeb("python3.11-doc", "3.11.2-1", sha256_of(deb))
     (tmp_path / "cache").mkdir()
     os.rename(deb, tmp_path / "cache" / pin.filename)
     return str(tmp_path / "cache"), pin

@@ -12,6 +12,7 @@ import zipfile
 
 import pytest
 
+from cpt_jax import downloads
 from cpt_jax.files import sha256_of
 from data_pipelines import corpus, debian_packages
 from data_pipelines import tree_sitter_code as tsc
@@ -359,7 +360,7 @@ def test_debian_source_reads_a_pinned_deb_and_a_zip_inside(tmp_path):
         "golang-example-dev",
         "1.0-1",
     )
-    pin = debian_packages.PinnedDeb("golang-example-dev", "1.0-1", sha256_of(deb))
+    pin = downloads.PinnedDeb("golang-example-dev", "1.0-1", sha256_of(deb))
     cache = tmp_path / "cache"
     cache.mkdir()
     shutil.copy(deb, cache / pin.filename)  # in the cache under its name: apt is not asked

@@ -5,6 +5,7 @@ import collections
 
 import pytest
 
+from cpt_jax import downloads
 from cpt_jax.files import sha256_of
 from data_pipelines import corpus, debian_packages
 from data_pipelines import wordnet as wn
@@ -155,7 +156,7 @@ def _fake_wordnet(tmp_path):
     }
     files["usr/share/doc/wordnet-base/README"] = b"not data"
     deb = debian_packages.build_deb(files, str(tmp_path / "fake.deb"), "wordnet-base", "1:3.0-37")
-    pin = debian_packages.PinnedDeb("wordnet-base", "1:3.0-37", sha256_of(deb))
+    pin = downloads.PinnedDeb("wordnet-base", "1:3.0-37", sha256_of(deb))
     cache = tmp_path / "cache"
     cache.mkdir()
     (tmp_path / "fake.deb").rename(cache / pin.filename)
@@ -168,7 +169,7 @@ def test_builder_end_to_end(tmp_path, monkeypatch):
     def no_apt(args, cwd=None):
         raise AssertionError(f"apt must not run when the cached .deb matches: {args}")
 
-    monkeypatch.setattr(debian_packages, "_run", no_apt)
+    monkeypatch.setattr(downloads, "run_tool", no_apt)
     builder = wn.WordNetBuilder(cache, pin=pin)
     out = str(tmp_path / "wordnet")
     manifest = corpus.build(builder, out, log=lambda *_: None)

@@ -36,6 +36,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from cpt_jax.evaluation.bm25 import bm25_scores, build_bm25_index, code_tokenize
+from cpt_jax.evaluation.code_search import encode_in_batches
+
 # Bytes of float32 scores held at once by `exact_search` (query rows x all documents).
 _SCORE_CHUNK_BYTES = 256 * 2**20
 
@@ -272,8 +275,6 @@ def evaluate_retrieval(
       search_options: keyword options of the method, e.g. `{"ef_search": 256}` for
         'faiss_hnsw' (see `search_documents`).
     """
-    from cpt_jax.evaluation.code_search import encode_in_batches
-
     search_options = dict(search_options or {})
     _check_search_method(search, search_options)
 
@@ -302,8 +303,6 @@ def bm25_retrieval(
     """`retrieval_metrics` of BM25 (`bm25s`, lucene variant) on the same data: the baseline
     printed beside an encoder. `tokenize` defaults to `bm25.code_tokenize` (lower-cased
     words, identifiers also split), which suits prose too."""
-    from cpt_jax.evaluation.bm25 import bm25_scores, build_bm25_index, code_tokenize
-
     tokenize = tokenize or code_tokenize
     doc_ids = list(corpus)
     retriever = build_bm25_index([tokenize(corpus[d]) for d in doc_ids])
