@@ -31,7 +31,7 @@ import collections
 from collections.abc import Iterable, Sequence
 
 from data_pipelines import corpus, derived
-from data_pipelines.text_neighbours import normalise_whitespace
+from data_pipelines.text import normalise_whitespace
 
 # Bump when the curation rule changes (invalidates the unit caches through `description`).
 CURATION_VERSION = 1

@@ -23,7 +23,7 @@ Filters (each dropped item is counted in the manifest's `skipped`, by reason):
   are removed, or a near-duplicate of one kept earlier for the same source (the binary
   packages of one source often share their long description: one per source is kept, the
   source package's namesake first);
-* `neighbour_paragraphs`: `text_neighbours.filtered_pairs` (generic boilerplate, paragraphs
+* `neighbour_paragraphs`: `text.filtered_pairs` (generic boilerplate, paragraphs
   near-duplicating one kept earlier for the same source), plus short notes about the package
   split ("This package contains the development files.", `chunk_package_note`) and
   catalogue entries ("placeins -- Control float placement", `chunk_catalogue_entry`: TeX
@@ -71,12 +71,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from cpt_jax.files import sha256_of
-from data_pipelines import corpus
-from data_pipelines.text_neighbours import (
+from data_pipelines import corpus, splits
+from data_pipelines.text import (
     NearDuplicateFilter,
     filtered_pairs,
     normalise_whitespace,
-    split_for_id,
     split_paragraphs,
 )
 
@@ -355,7 +354,7 @@ def shared_paragraphs(packages: Iterable[BinaryPackage], max_sources: int) -> se
 
 def split_for_source(source: str) -> str:
     """The split of a source package: sha1 % 10 is 0 -> test (reserved), 1 -> validation."""
-    return split_for_id(source)
+    return splits.split_by_hash(source)
 
 
 def by_source(packages: Iterable[BinaryPackage]) -> list[list[BinaryPackage]]:

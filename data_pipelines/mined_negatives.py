@@ -44,7 +44,7 @@ from cpt_jax.checkpoints import CHECKPOINT_SUBDIR
 from cpt_jax.embed import Embedder
 from cpt_jax.evaluation.bm25 import build_bm25_index, code_tokenize
 from data_pipelines import derived
-from data_pipelines.text_neighbours import normalise_whitespace
+from data_pipelines.text import normalise_whitespace
 
 # Bump when the mining rule changes (invalidates the unit caches through `description`).
 MINER_VERSION = 1

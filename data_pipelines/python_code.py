@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import io
 import os
 import sys
@@ -38,7 +37,7 @@ import tokenize
 from collections import Counter
 from collections.abc import Iterator
 
-from data_pipelines import corpus
+from data_pipelines import corpus, splits
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
 EXTRACTION_VERSION = 2
@@ -208,7 +207,7 @@ def iter_stdlib_sources(root: str | None = None) -> Iterator[tuple[str, str]]:
 
 def split_for_module(module: str) -> str:
     """The split a top-level module belongs to (whole modules are held out)."""
-    bucket = int(hashlib.sha1(module.encode()).hexdigest(), 16) % 100
+    bucket = splits.hash_bucket(module, 100)
     return "test" if bucket < 25 else "validation" if bucket < 35 else "train"
 
 

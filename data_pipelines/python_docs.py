@@ -1,7 +1,7 @@
 """Neighbouring paragraphs of Python's documentation: the reST sources of Debian's
 `python3.11-doc` package (pinned version and sha256), markup stripped (`rest_paragraphs`),
 consecutive prose paragraphs of one section (or of one API object's description) as pairs,
-filtered like every text-neighbour corpus (`data_pipelines.text_neighbours`).
+filtered like every text-neighbour corpus (`data_pipelines.text`).
 
 CLI: `python -m data_pipelines.build python_docs`
 """
@@ -16,15 +16,14 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from cpt_jax import downloads
-from data_pipelines import corpus, debian_packages
-from data_pipelines.text_neighbours import (
+from data_pipelines import corpus, debian_packages, splits
+from data_pipelines.text import (
     DEFAULT_MIN_WORDS,
     NearDuplicateFilter,
     add_filter_arguments,
     filtered_pairs,
     near_duplicate_description,
     normalise_whitespace,
-    split_for_id,
 )
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
@@ -413,7 +412,7 @@ class PythonDocsBuilder(corpus.Builder):
                 start = end
 
     def split(self, record: dict) -> str:
-        return split_for_id(record["doc_id"])
+        return splits.split_by_hash(record["doc_id"])
 
     def description(self) -> dict:
         return {
@@ -424,7 +423,7 @@ class PythonDocsBuilder(corpus.Builder):
             "markup": "rest_paragraphs: prose kept, code blocks and tables dropped",
             "min_words": self.min_words,
             "near_duplicate": near_duplicate_description(self.near_duplicate_threshold),
-            "split_rule": "int(sha1(doc_id).hexdigest(), 16) % 10: 0 test, 1 validation",
+            "split_rule": splits.rule_text("doc_id"),
         }
 
 

@@ -89,7 +89,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from cpt_jax import files
 from data_pipelines import corpus
-from data_pipelines.text_neighbours import normalise_whitespace
+from data_pipelines.text import normalise_whitespace
 
 # Qrels split names (as the files are named) -> corpus splits.
 SPLITS = {"train": "train", "dev": "validation", "test": "test"}

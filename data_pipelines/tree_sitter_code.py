@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import html
 import io
 import os
@@ -62,7 +61,7 @@ from typing import NamedTuple
 
 from cpt_jax import downloads, files
 from cpt_jax.downloads import PinnedDeb
-from data_pipelines import corpus, debian_packages
+from data_pipelines import corpus, debian_packages, splits
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
 EXTRACTION_VERSION = 1
@@ -744,8 +743,7 @@ DEFAULT_PACKAGES = (
 def split_for_package(source_package: str) -> str:
     """The split of a source package: `int(sha1(name).hexdigest(), 16) % 10` is 0 -> test,
     1 -> validation, anything else -> train."""
-    bucket = int(hashlib.sha1(source_package.encode()).hexdigest(), 16) % 10
-    return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+    return splits.split_by_hash(source_package)
 
 
 # ----------------------------------------------------------------------------- builder

@@ -41,8 +41,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from cpt_jax import downloads
-from data_pipelines import corpus, debian_packages
-from data_pipelines.text_neighbours import normalise_whitespace, split_for_id
+from data_pipelines import corpus, debian_packages, splits
+from data_pipelines.text import normalise_whitespace
 
 # Bump when the extraction's output changes: it fingerprints cached build units.
 EXTRACTION_VERSION = 1
@@ -242,7 +242,7 @@ class WordNetBuilder(corpus.Builder):
         raise FileNotFoundError(f"{deb}: no {wanted}")
 
     def split(self, record: dict) -> str:
-        return split_for_id(record["synset"])
+        return splits.split_by_hash(record["synset"])
 
     def dedup_key(self, record: dict) -> str | None:
         # Examples of one synset share its definition: de-duplicate the pair, not the text.
@@ -255,7 +255,7 @@ class WordNetBuilder(corpus.Builder):
             "files": [DATA_DIR + name for name in DATA_FILES],
             "pairs": "each quoted example of a gloss -> the gloss's definition",
             "label": "lexicographer file (supersense), lexnames(5WN)",
-            "split_rule": "int(sha1(synset).hexdigest(), 16) % 10: 0 test, 1 validation",
+            "split_rule": splits.rule_text("synset"),
         }
 
 

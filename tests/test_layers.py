@@ -41,6 +41,8 @@ LAYERS = {
         "data_pipelines.python_docs",
         "data_pipelines.wordnet",
         "data_pipelines.text_neighbours",
+        "data_pipelines.text",
+        "data_pipelines.splits",
         "data_pipelines.codesearchnet",
         "data_pipelines.supervised",
         "data_pipelines.derived",

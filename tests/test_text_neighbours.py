@@ -10,7 +10,8 @@ import pytest
 
 from cpt_jax import downloads
 from cpt_jax.files import sha256_of
-from data_pipelines import corpus, debian_packages, python_docs
+from data_pipelines import corpus, debian_packages, python_docs, splits
+from data_pipelines import text as tx
 from data_pipelines import text_neighbours as tn
 
 # Three unrelated prose paragraphs, written for these tests.
@@ -47,28 +48,28 @@ def _edit(text: str, replacements: dict[int, str]) -> str:
 
 def test_split_paragraphs_keeps_lines_and_dedents():
     text = "First line\nsecond line  \n\n \t \n    indented\n      deeper\r\n\r\nlast"
-    assert tn.split_paragraphs(text) == [
+    assert tx.split_paragraphs(text) == [
         "First line\nsecond line",
         "indented\n  deeper",
         "last",
     ]
-    assert tn.split_paragraphs("\n\n  \n") == []
+    assert tx.split_paragraphs("\n\n  \n") == []
 
 
 def test_token_windows():
     text = "a b c d e f g"
-    assert tn.token_windows(text, 3) == ["a b c", "d e f", "g"]
-    assert tn.token_windows("a b c d e f", 3) == ["a b c", "d e f"]
-    assert tn.token_windows("a  b\nc d e", 3, stride=2) == ["a b c", "c d e"]
-    assert tn.token_windows("a b", 5) == ["a b"]
-    assert tn.token_windows("", 5) == []
+    assert tx.token_windows(text, 3) == ["a b c", "d e f", "g"]
+    assert tx.token_windows("a b c d e f", 3) == ["a b c", "d e f"]
+    assert tx.token_windows("a  b\nc d e", 3, stride=2) == ["a b c", "c d e"]
+    assert tx.token_windows("a b", 5) == ["a b"]
+    assert tx.token_windows("", 5) == []
     with pytest.raises(ValueError, match="stride"):
-        tn.token_windows(text, 3, stride=0)
+        tx.token_windows(text, 3, stride=0)
 
 
 def test_neighbour_pairs_are_consecutive_earlier_first():
-    assert tn.neighbour_pairs(["a", "b", "c"]) == [("a", "b"), ("b", "c")]
-    assert tn.neighbour_pairs(["a"]) == []
+    assert tx.neighbour_pairs(["a", "b", "c"]) == [("a", "b"), ("b", "c")]
+    assert tx.neighbour_pairs(["a"]) == []
 
 
 # ----------------------------------------------------------------------------- filters
@@ -91,18 +92,18 @@ def test_neighbour_pairs_are_consecutive_earlier_first():
     ],
 )
 def test_boilerplate_reasons(chunk, reason):
-    assert tn.boilerplate_reason(chunk) == reason
-    assert tn.is_boilerplate(chunk)
+    assert tx.boilerplate_reason(chunk) == reason
+    assert tx.is_boilerplate(chunk)
 
 
 def test_prose_is_not_boilerplate():
     for paragraph in [*PROSE, LONG, "The result is cached in memory for five minutes."]:
-        assert tn.boilerplate_reason(paragraph) is None
-    assert tn.boilerplate_reason("two words", min_words=2) is None
+        assert tx.boilerplate_reason(paragraph) is None
+    assert tx.boilerplate_reason("two words", min_words=2) is None
 
 
 def test_near_duplicate_filter_catches_an_edited_copy_only():
-    seen = tn.NearDuplicateFilter()
+    seen = tx.NearDuplicateFilter()
     assert seen.add_if_new(LONG)
     edited = _edit(LONG, {5: "stream", 40: "beans", 70: "older"})
     assert seen.similarity(LONG, edited) >= seen.threshold
@@ -115,7 +116,7 @@ def test_near_duplicate_filter_catches_an_edited_copy_only():
 
 
 def test_near_duplicate_filter_is_deterministic_and_seeded():
-    a, b, c = tn.NearDuplicateFilter(), tn.NearDuplicateFilter(), tn.NearDuplicateFilter(seed=1)
+    a, b, c = tx.NearDuplicateFilter(), tx.NearDuplicateFilter(), tx.NearDuplicateFilter(seed=1)
     assert (a.signature(LONG) == b.signature(LONG)).all()
     assert not (a.signature(LONG) == c.signature(LONG)).all()
     assert a.signature("?!") is None and a.add_if_new("?!") and a.add_if_new("?!")
@@ -124,10 +125,10 @@ def test_near_duplicate_filter_is_deterministic_and_seeded():
 def test_filtered_pairs_drop_and_bridge():
     chunks = [PROSE[0], "Next topic", PROSE[1], _edit(PROSE[0], {3: "warden"}), PROSE[2]]
     skipped = collections.Counter()
-    pairs = list(tn.filtered_pairs(chunks, skipped, tn.NearDuplicateFilter()))
+    pairs = list(tx.filtered_pairs(chunks, skipped, tx.NearDuplicateFilter()))
     assert pairs == [(0, PROSE[0], PROSE[1]), (2, PROSE[1], PROSE[2])]
     assert skipped == {"chunk_too_short": 1, "chunk_near_duplicate": 1}
-    assert list(tn.filtered_pairs([PROSE[0]], skipped)) == []
+    assert list(tx.filtered_pairs([PROSE[0]], skipped)) == []
     assert skipped["document_under_two_chunks"] == 1
 
 
@@ -136,7 +137,7 @@ def test_split_for_id_uses_sha1_mod_10():
     expected = {"b": "test", "m": "test", "e": "validation", "l": "validation"}
     expected.update({"a": "train", "library/os.rst": "train", "x:1": "train", "p": "train"})
     for doc_id, split in expected.items():
-        assert tn.split_for_id(doc_id) == split, doc_id
+        assert splits.split_by_hash(doc_id) == split, doc_id
 
 
 # ----------------------------------------------------------------------------- generic builder
@@ -182,7 +183,7 @@ def test_builder_paragraphs_end_to_end(tmp_path):
         # {"body": PROSE[1] -> PROSE[0]} has no id: skipped as missing_id_field.
     }
     for r in records:
-        assert r["doc_id"] and tn.split_for_id(r["doc_id"]) in manifest["counts"]
+        assert r["doc_id"] and splits.split_by_hash(r["doc_id"]) in manifest["counts"]
     assert manifest["skipped"] == {
         "binary_file": 1,
         "chunk_too_short": 1,
@@ -419,7 +420,7 @@ def test_python_docs_end_to_end(tmp_path):
     ]
     assert {r["source"] for r in records} == {"python3.11-doc"}
     for r in records:
-        assert builder.split(r) == tn.split_for_id(r["doc_id"])
+        assert builder.split(r) == splits.split_by_hash(r["doc_id"])
     assert manifest["skipped"] == {
         "chunk_too_short": 2,
         "code_block": 4,

@@ -7,9 +7,8 @@ import pytest
 
 from cpt_jax import downloads
 from cpt_jax.files import sha256_of
-from data_pipelines import corpus, debian_packages
+from data_pipelines import corpus, debian_packages, splits
 from data_pipelines import wordnet as wn
-from data_pipelines.text_neighbours import split_for_id
 
 # Real lines of WordNet 3.0 (wordnet-base 1:3.0-37), copied from its data files.
 DOG = (
@@ -206,7 +205,7 @@ def test_builder_end_to_end(tmp_path, monkeypatch):
         ),
     ]
     for r in records:
-        assert builder.split(r) == split_for_id(r["synset"])
+        assert builder.split(r) == splits.split_by_hash(r["synset"])
         assert (
             r["document"]
             == wn.parse_data_line(
