@@ -70,7 +70,7 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["cpt_jax", "cpt_jax.*", "data_pipelines", "data_pipelines.*"]
     ),
-    package_data={"": ["*.gin"]},
+    package_data={"": ["*.gin"], "data_pipelines": ["pins/*.json"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

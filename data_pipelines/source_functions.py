@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from data_pipelines import tree_sitter_code
+from data_pipelines import code_grammars
 
 PYTHON_EXTENSIONS = (".py",)
 
@@ -34,7 +34,7 @@ class SourceFunction(NamedTuple):
     name: str  # qualified by enclosing classes and functions: `Parser.parse`, `main.helper`
     line: int  # 1-based line of the `def` (or of the declaration a function is assigned in)
     end_line: int  # 1-based last line
-    language: str  # `python`, or a key of `tree_sitter_code.GRAMMARS`
+    language: str  # `python`, or a key of `code_grammars.GRAMMARS`
     text: str  # its source, documentation included (docstring, or the doc comment above)
 
 
@@ -50,7 +50,7 @@ def language_of(path: str) -> str | None:
     """The language of a source file by its extension; None for other files."""
     if os.path.splitext(path)[1] in PYTHON_EXTENSIONS:
         return "python"
-    return tree_sitter_code.language_of(path)
+    return code_grammars.language_of(path)
 
 
 def functions_in_file(data: bytes, path: str) -> list[SourceFunction]:
@@ -101,14 +101,14 @@ def _python_defs(node: ast.AST, scope: tuple[str, ...]) -> Iterator[tuple[str, a
 
 
 def _tree_sitter_functions(data: bytes, language: str, path: str) -> list[SourceFunction]:
-    source, tree = tree_sitter_code.parse(data, language)
+    source, tree = code_grammars.parse(data, language)
     if tree.root_node.has_error:
         # tree-sitter recovers from errors, but the recovered tree may misplace functions.
         raise UnreadableSource(path, "syntax_error")
     found = []
-    for function in tree_sitter_code.functions_of(tree, language):
-        text = tree_sitter_code.function_source(source, function)
-        comment = tree_sitter_code.doc_comment(function, language)
+    for function in code_grammars.functions_of(tree, language):
+        text = code_grammars.function_source(source, function)
+        comment = code_grammars.doc_comment(function, language)
         if comment:
             text = textwrap.dedent(comment).rstrip() + "\n" + text
         found.append(

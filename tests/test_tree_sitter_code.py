@@ -14,7 +14,7 @@ import pytest
 
 from cpt_jax import downloads
 from cpt_jax.files import sha256_of
-from data_pipelines import corpus, debian_packages
+from data_pipelines import archives, code_grammars, corpus, debian_packages
 from data_pipelines import tree_sitter_code as tsc
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "data", "tree_sitter")
@@ -84,7 +84,7 @@ def test_fixture_pairs(name):
     assert [(r["name"], r["query"]) for r in records] == EXPECTED[name]
     assert dict(skipped) == EXPECTED_SKIPPED[name]
     for record in records:
-        assert record["language"] == tsc.language_of(name)
+        assert record["language"] == code_grammars.language_of(name)
         assert record["path"] == name
         assert set(record) == {
             "query", "document", "code_no_comments", "language", "path", "name", "lineno"
@@ -168,7 +168,7 @@ def test_documents_are_the_functions_without_their_doc_comments():
     ],
 )
 def test_doc_query(comment, language, query):
-    assert tsc.doc_query(comment, language) == query
+    assert code_grammars.doc_query(comment, language) == query
 
 
 @pytest.mark.parametrize(
@@ -237,13 +237,13 @@ def test_grammars_come_from_the_wheels_without_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    tsc.parser_for.cache_clear()  # load every grammar again, under the patch
+    code_grammars.parser_for.cache_clear()  # load every grammar again, under the patch
     try:
         for name in EXPECTED:
             records, _ = _extract(name)
             assert len(records) == len(EXPECTED[name])
     finally:
-        tsc.parser_for.cache_clear()
+        code_grammars.parser_for.cache_clear()
     versions = tsc._grammar_versions()
     assert set(versions) == {
         "tree-sitter",
@@ -267,11 +267,11 @@ def test_split_rule_and_default_packages():
     assert tsc.split_for_package("golang-1.19") == "train"
     by_language = collections.defaultdict(set)
     for source in tsc.DEFAULT_PACKAGES:
-        assert source.language in tsc.LANGUAGES and len(source.deb.sha256) == 64
+        assert source.language in code_grammars.LANGUAGES and len(source.deb.sha256) == 64
         by_language[source.language].add(tsc.split_for_package(source.source_package))
     # Every language has training and validation code (and all but Java test code).
     assert {lang: "train" in s and "validation" in s for lang, s in by_language.items()} == {
-        lang: True for lang in tsc.LANGUAGES
+        lang: True for lang in code_grammars.LANGUAGES
     }
     names = [s.unit_name for s in tsc.DEFAULT_PACKAGES]
     assert len(set(names)) == len(names)
@@ -294,7 +294,7 @@ def _tree(tmp_path):
 
 def test_iter_tree_reads_directories_and_archives(tmp_path):
     root = _tree(tmp_path)
-    from_dir = dict(tsc.iter_tree(str(root)))
+    from_dir = dict(archives.iter_files(str(root)))
     assert "src/ring.go" in from_dir and "vendor/cart.js" in from_dir
     zip_path = tmp_path / "shop.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
@@ -306,11 +306,11 @@ def test_iter_tree_reads_directories_and_archives(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    assert dict(tsc.iter_tree(str(zip_path))) == from_dir
-    assert dict(tsc.iter_tree(str(tar_path))) == from_dir
-    assert [n for n, _ in tsc.iter_tree(str(zip_path), ["src/r"])] == ["src/ring.go"]
+    assert dict(archives.iter_files(str(zip_path))) == from_dir
+    assert dict(archives.iter_files(str(tar_path))) == from_dir
+    assert [n for n, _ in archives.iter_files(str(zip_path), ["src/r"])] == ["src/ring.go"]
     with pytest.raises(ValueError, match="not a directory"):
-        list(tsc.iter_tree(str(root / "src" / "notes.txt")))
+        list(archives.iter_files(str(root / "src" / "notes.txt")))
 
 
 def test_build_from_a_local_tree(tmp_path):
