@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from data_pipelines import corpus
+from data_pipelines import corpus, debian_packages
 from data_pipelines import debian_text as dt
 
 PREFIX = "deb.example.org_debian_dists_testing_"
@@ -380,19 +380,19 @@ def test_description_md5_matches_debian():
         " graphics, detailed artwork, sound, and a flexible and powerful custom-built\n"
         " game engine."
     )
-    assert dt.description_md5(text) == "d943033bedada21853d2ae54a2578a7b"
+    assert debian_packages.description_md5(text) == "d943033bedada21853d2ae54a2578a7b"
 
 
 def test_iter_paragraphs_fields_and_line_numbers():
     data = b"A: 1\nLong: first\n  second\n .\n\n\n# comment\nB:two\nc-D:  x \n"
     skipped = collections.Counter()
-    assert list(dt.iter_paragraphs(data, skipped)) == [
+    assert list(debian_packages.iter_paragraphs(data, skipped)) == [
         (1, {"a": "1", "long": "first\n  second\n ."}),
         (7, {"b": "two", "c-d": "x "}),
     ]
     assert not skipped
     bad = b"A: 1\nA: 2\n\n-X: 1\n\nB: 1\n"
-    assert [f for _, f in dt.iter_paragraphs(bad, skipped)] == [{"b": "1"}]
+    assert [f for _, f in debian_packages.iter_paragraphs(bad, skipped)] == [{"b": "1"}]
     assert skipped == {"malformed_paragraph": 2}  # a repeated field; a name starting with '-'
 
 
@@ -439,10 +439,10 @@ def test_package_filters():
 
 
 def test_release_path_and_read_release(lists_dir):
-    assert dt.release_path(f"/x/{PACKAGES}") == "main/binary-amd64/Packages"
-    assert dt.release_path(f"/x/{TRANSLATION}.xz") == "main/i18n/Translation-en"
-    assert dt.release_path("/x/my_Packages") is None
-    info = dt.read_release(os.path.join(lists_dir, RELEASE))
+    assert debian_packages.release_path(f"/x/{PACKAGES}") == "main/binary-amd64/Packages"
+    assert debian_packages.release_path(f"/x/{TRANSLATION}.xz") == "main/i18n/Translation-en"
+    assert debian_packages.release_path("/x/my_Packages") is None
+    info = debian_packages.read_release(os.path.join(lists_dir, RELEASE))
     assert info["Suite"] == "testing" and info["Codename"] == "example"
     assert info["sha256"]["main/i18n/Translation-en"] == "1" * 64
 
@@ -508,7 +508,7 @@ def test_fetch_uses_matching_cached_lists_without_network(lists_dir, tmp_path, m
     os.symlink(lists_dir, cache / "lists")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("apt-get was run"))
     pins = {"main/binary-amd64/Packages": sha256(packages_bytes())}
-    assert dt.fetch_lists(str(cache), expected=pins) == str(cache / "lists")
+    assert debian_packages.fetch_lists(str(cache), expected=pins) == str(cache / "lists")
 
 
 def test_fetch_runs_a_private_apt_get_update(tmp_path, monkeypatch):
@@ -520,7 +520,8 @@ def test_fetch_runs_a_private_apt_get_update(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     cache = str(tmp_path / "cache")
-    lists = dt.fetch_lists(cache, mirror="http://mirror.example/debian", suite="bookworm")
+    mirror = "http://mirror.example/debian"
+    lists = debian_packages.fetch_lists(cache, mirror=mirror, suite="bookworm")
     assert lists == os.path.join(cache, "lists")
     (command,) = calls
     assert command[:2] == ["apt-get", "update"]
@@ -532,7 +533,7 @@ def test_fetch_runs_a_private_apt_get_update(tmp_path, monkeypatch):
     assert options["Dir::Cache"].startswith(cache)
     with open(options["Dir::Etc::SourceList"]) as f:
         assert f.read() == (
-            f"deb [arch=amd64 signed-by={dt.KEYRING}] http://mirror.example/debian bookworm main\n"
+            f"deb [arch=amd64 signed-by={debian_packages.KEYRING}] {mirror} bookworm main\n"
         )
 
     def failing_run(command, **kwargs):
@@ -540,4 +541,4 @@ def test_fetch_runs_a_private_apt_get_update(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", failing_run)
     with pytest.raises(RuntimeError, match="(?s)apt-get update failed .*Failed to fetch"):
-        dt.fetch_lists(cache)
+        debian_packages.fetch_lists(cache)
