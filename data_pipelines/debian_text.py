@@ -400,7 +400,7 @@ class DebianTextBuilder(corpus.Builder):
 # ----------------------------------------------------------------------------- CLI
 
 
-def _pin(text: str) -> tuple[str, str]:
+def _path_and_sha256(text: str) -> tuple[str, str]:
     path, sep, sha256 = text.partition("=")
     if not sep or not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise argparse.ArgumentTypeError(f"expected PATH=SHA256 (64 hex digits), got {text!r}")
@@ -422,7 +422,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default=DEFAULT_SUITE, help="Debian suite")
     parser.add_argument(
         "--expect_sha256",
-        type=_pin,
+        type=_path_and_sha256,
         action="append",
         default=None,
         metavar="PATH=SHA256",

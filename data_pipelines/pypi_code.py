@@ -234,7 +234,7 @@ class Source(NamedTuple):
         return corpus.safe_unit_name(name)
 
 
-def split_of_package(name: str) -> str:
+def split_for_package(name: str) -> str:
     """`validation` for the validation packages, else `train`."""
     return "validation" if normalize_name(name) in VALIDATION_PACKAGES else "train"
 
@@ -299,7 +299,7 @@ class PyPICodeBuilder(corpus.Builder):
         names = [p.name for p in PINNED] if packages is None else packages
         chosen = [pinned_source(n) for n in names] + [local_source(p) for p in sources]
         # Validation first: de-duplication keeps the first occurrence (see module docstring).
-        self.sources = sorted(chosen, key=lambda s: split_of_package(s.name) != "validation")
+        self.sources = sorted(chosen, key=lambda s: split_for_package(s.name) != "validation")
         self.cache_dir = cache_dir
         self.pip_timeout = pip_timeout
         self.log = log
@@ -316,7 +316,7 @@ class PyPICodeBuilder(corpus.Builder):
         yield from extract_source(path, source.package, skipped)
 
     def split(self, record: dict) -> str:
-        return split_of_package(record["package"].split("==")[0])
+        return split_for_package(record["package"].split("==")[0])
 
     def description(self) -> dict:
         if self._description is None:  # hashing local sources is not free: once
