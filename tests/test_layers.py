@@ -43,6 +43,8 @@ LAYERS = {
         "data_pipelines.text_neighbours",
         "data_pipelines.text",
         "data_pipelines.splits",
+        "data_pipelines.archives",
+        "data_pipelines.code_grammars",
         "data_pipelines.codesearchnet",
         "data_pipelines.supervised",
         "data_pipelines.derived",
