@@ -213,7 +213,7 @@ def test_corpus_is_streamed_once_keeping_only_needed_texts(beir_dir, monkeypatch
         kept.update(real_documents(self, layout, wanted, skipped))
         return kept
 
-    monkeypatch.setattr(supervised, "text_lines", counting_lines)
+    monkeypatch.setattr(supervised.readers, "text_lines", counting_lines)
     monkeypatch.setattr(supervised.BeirBuilder, "_documents", recording_documents)
     records, _ = extract_all(builder)
     assert [r["document_key"] for r in records] == ["d2"]
@@ -234,7 +234,7 @@ def test_beir_errors_name_the_file(beir_dir, tmp_path):
     with pytest.raises(ValueError, match="exactly one --data_dir"):
         supervised.BeirBuilder([str(beir_dir)] * 2, hard_negatives=str(beir_dir / "corpus.jsonl"))
     with pytest.raises(ValueError, match="splits must be some of"):
-        supervised._parse_splits("train,validation")
+        supervised.cli._parse_splits("train,validation")
 
 
 def test_dedup_is_by_pair_not_by_document():
