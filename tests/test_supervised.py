@@ -523,14 +523,14 @@ def test_triplet_files(tmp_path):
     assert [(r["document"], "negatives" in r) for r in records] == [("p", False), ("p2", False)]
 
 
-def test_split_of_file_names():
-    assert supervised.split_of_file("snli_1.0_train.jsonl") == "train"
-    assert supervised.split_of_file("multinli_1.0_dev_matched.jsonl") == "validation"
-    assert supervised.split_of_file("/x/valid.tsv.gz") == "validation"
-    assert supervised.split_of_file("nli-test.csv") == "test"
+def test_split_for_file_names():
+    assert supervised.split_for_file("snli_1.0_train.jsonl") == "train"
+    assert supervised.split_for_file("multinli_1.0_dev_matched.jsonl") == "validation"
+    assert supervised.split_for_file("/x/valid.tsv.gz") == "validation"
+    assert supervised.split_for_file("nli-test.csv") == "test"
     for name in ("nli.jsonl", "train_test.tsv", "contest.jsonl"):
         with pytest.raises(ValueError, match="pass --split"):
-            supervised.split_of_file(name)
+            supervised.split_for_file(name)
 
 
 def test_nli_end_to_end(snli_file, tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ from data_pipelines.supervised.cli import (
     nli_from_args,
 )
 from data_pipelines.supervised.msmarco import MsMarcoBuilder, MsMarcoTriplesBuilder, msmarco_layout
-from data_pipelines.supervised.nli import NLI_LABELS, NliBuilder, split_of_file
+from data_pipelines.supervised.nli import NLI_LABELS, NliBuilder, split_for_file
 from data_pipelines.supervised.readers import json_objects, table_rows, text_lines
 from data_pipelines.supervised.retrieval import SPLITS, Layout, read_hard_negatives
 
@@ -93,7 +93,7 @@ __all__ = [
     "msmarco_layout",
     "nli_from_args",
     "read_hard_negatives",
-    "split_of_file",
+    "split_for_file",
     "table_rows",
     "text_lines",
 ]

@@ -29,7 +29,7 @@ from data_pipelines.supervised.pairs import PairsBuilder
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
-def split_of_file(path: str) -> str:
+def split_for_file(path: str) -> str:
     """The split an NLI file's name says: `train`, `dev`/`valid`/`validation`, or `test`."""
     words = set(re.split(r"[^a-z]+", os.path.basename(path).lower()))
     found = {
@@ -73,7 +73,7 @@ class NliBuilder(PairsBuilder):
         if num_negatives < 0:
             raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
         self.paths = [os.path.abspath(readers.require(p, "an NLI file")) for p in paths]
-        self.splits = [split or split_of_file(p) for p in self.paths]
+        self.splits = [split or split_for_file(p) for p in self.paths]
         self.file_format = file_format
         self.anchor_column, self.positive_column = anchor_column, positive_column
         self.negative_columns = tuple(negative_columns)
