@@ -54,7 +54,9 @@ __all__ = [
     "logit_scale_from_log",
     "sharded_contrastive_metrics",
     "sharded_symmetric_info_nce",
+    "sharded_symmetric_info_nce_with_metrics",
     "symmetric_info_nce",
+    "symmetric_info_nce_with_metrics",
 ]
 
 
@@ -272,6 +274,53 @@ def _cross_entropy(logits, labels):
     return jax.nn.logsumexp(logits, axis=1) - positive
 
 
+def _loss_sum(scored: _ScoredBlock) -> jax.Array:
+    """The block's summed cross-entropies, both directions (halved and averaged later)."""
+    return jnp.sum(
+        _cross_entropy(scored.rows, scored.labels) + _cross_entropy(scored.columns, scored.labels)
+    )
+
+
+def _metric_sums(scored: _ScoredBlock) -> dict[str, jax.Array]:
+    """The block's sums behind `contrastive_metrics` (no gradient flows through them)."""
+    scored = jax.lax.stop_gradient(scored)
+    logits, labels = scored.rows, scored.labels
+    positive = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+    is_negative = (jnp.arange(logits.shape[1])[None, :] != labels[:, None]) & jnp.isfinite(logits)
+    return {
+        "accuracy_q2d": jnp.sum(jnp.argmax(logits, axis=1) == labels, dtype=jnp.float32),
+        "accuracy_d2q": jnp.sum(jnp.argmax(scored.columns, axis=1) == labels, dtype=jnp.float32),
+        "positive_logit_sum": jnp.sum(positive),
+        "negative_logit_sum": jnp.sum(jnp.where(is_negative, logits, 0.0)),
+        "negative_count": jnp.sum(is_negative, dtype=jnp.float32),
+    }
+
+
+def _metrics_of_sums(sums: dict[str, jax.Array], count: int, scale) -> dict[str, jax.Array]:
+    """`contrastive_metrics`' means of the global `_metric_sums` of `count` pairs."""
+    return {
+        "accuracy_q2d": sums["accuracy_q2d"] / count,
+        "accuracy_d2q": sums["accuracy_d2q"] / count,
+        "positive_logit_mean": sums["positive_logit_sum"] / count,
+        "negative_logit_mean": sums["negative_logit_sum"] / jnp.maximum(sums["negative_count"], 1),
+        "logit_scale": jax.lax.stop_gradient(scale),
+    }
+
+
+def _global_sums(
+    block_sums: Callable, logit_scale, chunk_size, queries, documents, axis_name, *ids
+):
+    """`block_sums(scored block)` summed over every row of the global batch (all devices),
+    scored `chunk_size` local rows at a time; returns `(sums, B, scale)`. `ids`: the
+    negatives and the three ids, in `_prepare`'s order."""
+    rows, columns = _prepare(queries, documents, axis_name, *ids)
+    scale = jnp.asarray(logit_scale, jnp.float32)
+    total = _sum_over_row_blocks(
+        lambda block: block_sums(_score(block, columns, scale)), rows, chunk_size
+    )
+    return _psum(total, axis_name), columns.count, scale
+
+
 # -- public losses ------------------------------------------------------------------------------
 def symmetric_info_nce(
     queries: jax.Array,
@@ -334,19 +383,42 @@ def symmetric_info_nce(
       >>> float(symmetric_info_nce(q, d, logit_scale=0.0))  # log(4): all equally likely
       1.386294...
     """
-    rows, columns = _prepare(
-        queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids
-    )
-    scale = jnp.asarray(logit_scale, jnp.float32)
+    inputs = (queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids)
+    total, count, _ = _global_sums(_loss_sum, logit_scale, chunk_size, *inputs)
+    return 0.5 * total / count
 
-    def block_loss_sum(block: _Rows) -> jax.Array:
-        scored = _score(block, columns, scale)
-        per_pair = _cross_entropy(scored.rows, scored.labels)
-        per_pair += _cross_entropy(scored.columns, scored.labels)
-        return jnp.sum(per_pair)
 
-    total = _sum_over_row_blocks(block_loss_sum, rows, chunk_size)
-    return 0.5 * _psum(total, axis_name) / columns.count
+def symmetric_info_nce_with_metrics(
+    queries: jax.Array,
+    documents: jax.Array,
+    *,
+    logit_scale: jax.Array | float,
+    axis_name: AxisName = None,
+    negatives: jax.Array | None = None,
+    query_ids: jax.Array | None = None,
+    document_ids: jax.Array | None = None,
+    negative_ids: jax.Array | None = None,
+    chunk_size: int | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`(symmetric_info_nce(...), contrastive_metrics(...))` from one scoring of the logits.
+
+    Takes the arguments of `symmetric_info_nce`. The metrics are read off the logits that
+    the loss scores (no second gather or matmul) and carry no gradient, so
+    `jax.value_and_grad(..., has_aux=True)` of this gives the loss's gradients.
+
+    Example:
+      >>> q = jnp.eye(3)
+      >>> d = q[jnp.array([0, 2, 1])]  # queries 1 and 2 have swapped documents
+      >>> loss, m = symmetric_info_nce_with_metrics(q, d, logit_scale=10.0)
+      >>> bool(loss == symmetric_info_nce(q, d, logit_scale=10.0))
+      True
+      >>> round(float(m["accuracy_q2d"]), 4)
+      0.3333
+    """
+    inputs = (queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids)
+    both = lambda scored: (_loss_sum(scored), _metric_sums(scored))
+    (total, sums), count, scale = _global_sums(both, logit_scale, chunk_size, *inputs)
+    return 0.5 * total / count, _metrics_of_sums(sums, count, scale)
 
 
 def contrastive_metrics(
@@ -383,37 +455,9 @@ def contrastive_metrics(
       >>> round(float(m["accuracy_q2d"]), 4), round(float(m["positive_logit_mean"]), 4)
       (0.3333, 3.3333)
     """
-    rows, columns = _prepare(
-        queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids
-    )
-    scale = jnp.asarray(logit_scale, jnp.float32)
-
-    def block_sums(block: _Rows) -> dict[str, jax.Array]:
-        scored = _score(block, columns, scale)
-        logits, labels = scored.rows, scored.labels
-        positive = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
-        is_negative = (jnp.arange(logits.shape[1])[None, :] != labels[:, None]) & jnp.isfinite(
-            logits
-        )
-        return {
-            "accuracy_q2d": jnp.sum(jnp.argmax(logits, axis=1) == labels, dtype=jnp.float32),
-            "accuracy_d2q": jnp.sum(
-                jnp.argmax(scored.columns, axis=1) == labels, dtype=jnp.float32
-            ),
-            "positive_logit_sum": jnp.sum(positive),
-            "negative_logit_sum": jnp.sum(jnp.where(is_negative, logits, 0.0)),
-            "negative_count": jnp.sum(is_negative, dtype=jnp.float32),
-        }
-
-    sums = _sum_over_row_blocks(block_sums, rows, chunk_size)
-    sums = _psum(sums, axis_name)
-    return {
-        "accuracy_q2d": sums["accuracy_q2d"] / columns.count,
-        "accuracy_d2q": sums["accuracy_d2q"] / columns.count,
-        "positive_logit_mean": sums["positive_logit_sum"] / columns.count,
-        "negative_logit_mean": sums["negative_logit_sum"] / jnp.maximum(sums["negative_count"], 1),
-        "logit_scale": jnp.asarray(logit_scale, jnp.float32),
-    }
+    inputs = (queries, documents, axis_name, negatives, query_ids, document_ids, negative_ids)
+    sums, count, scale = _global_sums(_metric_sums, logit_scale, chunk_size, *inputs)
+    return _metrics_of_sums(sums, count, scale)
 
 
 # -- global arrays on a mesh --------------------------------------------------------------------
@@ -487,6 +531,40 @@ def sharded_symmetric_info_nce(
     """
     return _on_mesh(
         symmetric_info_nce, queries, documents, logit_scale, mesh, batch_axes, chunk_size, options
+    )
+
+
+def sharded_symmetric_info_nce_with_metrics(
+    queries: jax.Array,
+    documents: jax.Array,
+    *,
+    logit_scale: jax.Array | float,
+    mesh: Mesh,
+    batch_axes: str | Sequence[str] = ("data",),
+    chunk_size: int | None = None,
+    **options,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`symmetric_info_nce_with_metrics` of global arrays whose batch is split over
+    `batch_axes`: the loss of `sharded_symmetric_info_nce` (same arguments, same gradients)
+    and the metrics of `sharded_contrastive_metrics`, from one gather and one scoring.
+
+    Example:
+      >>> mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+      >>> loss, m = sharded_symmetric_info_nce_with_metrics(
+      ...     jnp.eye(4), jnp.eye(4), logit_scale=5.0, mesh=mesh
+      ... )
+      >>> float(m["accuracy_q2d"]), float(m["logit_scale"])
+      (1.0, 5.0)
+    """
+    return _on_mesh(
+        symmetric_info_nce_with_metrics,
+        queries,
+        documents,
+        logit_scale,
+        mesh,
+        batch_axes,
+        chunk_size,
+        options,
     )
 
 

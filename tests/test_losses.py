@@ -558,6 +558,39 @@ def test_chunked_metrics_equal_unchunked():
     assert float(whole["accuracy_q2d"]) < 1.0
 
 
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_loss_with_metrics_is_the_loss_and_the_metrics_of_one_scoring(chunk_size):
+    """`symmetric_info_nce_with_metrics` (what the train step calls) gives the loss and
+    gradients of `symmetric_info_nce` and the metrics of `contrastive_metrics`, on one device
+    and on a 4-device mesh, with hard negatives, ids and row chunks; the metrics carry no
+    gradient."""
+    q, d, s, negatives = make_inputs(seed=24, with_negatives=True)
+    d = d.copy()
+    d[[0, 5]] = d[[5, 0]]
+    ids = np.arange(B, dtype=np.int32) % 7
+    ids = dict(query_ids=ids, document_ids=ids)
+    metrics = losses.contrastive_metrics(
+        q, d, logit_scale=s, negatives=negatives, chunk_size=chunk_size, **ids
+    )
+    want = loss_and_grads(chunked(losses.symmetric_info_nce, chunk_size), q, d, s, negatives, **ids)
+    mesh = mesh_of((4,), ("data",))
+    for name, fn in [
+        ("single", losses.symmetric_info_nce_with_metrics),
+        ("mesh", on_mesh(mesh, "data", losses.sharded_symmetric_info_nce_with_metrics)),
+    ]:
+        fn = chunked(fn, chunk_size)
+        loss_only = lambda *args, fn=fn, **kw: fn(*args, **kw)[0]
+        loss, grads = loss_and_grads(loss_only, q, d, s, negatives, **ids)
+        np.testing.assert_allclose(loss, want[0], rtol=1e-6, err_msg=name)
+        for got, expected in zip(grads, want[1]):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7, err_msg=name)
+        f = lambda q, d, fn=fn: fn(q, d, logit_scale=s, negatives=negatives, **ids)[1]
+        for key, value in jax.jit(f)(q, d).items():
+            np.testing.assert_allclose(float(value), float(metrics[key]), rtol=1e-6, err_msg=key)
+        metric_grads = jax.grad(lambda q, f=f: sum(f(q, d).values()))(q)
+        assert not np.asarray(metric_grads).any(), name
+
+
 def test_chunking_bounds_the_memory_of_loss_and_gradient():
     """XLA's own accounting of the compiled value_and_grad: unchunked temporaries grow as B^2
     (several [B, B] float32 logit matrices), chunked ones as chunk_size * B."""
