@@ -1,6 +1,6 @@
 """Worker: training throughput of one cpt-jax train step configuration.
 
-Builds `cpt_jax.training.Trainer` through its public API (mesh over all local devices,
+Builds `cpt_jax.trainer.Trainer` through its public API (mesh over all local devices,
 default logical-axis rules, AdamW from `make_optimizer`), feeds one fixed global batch of
 full-length random token ids (no padding; ids 3..vocab, unique pair ids), runs warm-up steps
 (the first one compiles), then times `steps` steps, each waited on with
@@ -22,8 +22,9 @@ import common  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cpt_jax import partitioning, training  # noqa: E402
+from cpt_jax import partitioning  # noqa: E402
 from cpt_jax.models import EncoderConfig  # noqa: E402
+from cpt_jax.trainer import LossConfig, Trainer, make_optimizer  # noqa: E402
 
 
 def make_batch(batch: int, query_length: int, document_length: int, vocab_size: int) -> dict:
@@ -39,7 +40,7 @@ def make_batch(batch: int, query_length: int, document_length: int, vocab_size: 
     }
 
 
-def build_trainer(config: dict) -> training.Trainer:
+def build_trainer(config: dict) -> Trainer:
     """The Trainer of a settings dict; gradient caching / loss chunking only when asked for."""
     model = {**config["model"], "remat": bool(config.get("remat", False))}
     loss_options = {}
@@ -48,10 +49,10 @@ def build_trainer(config: dict) -> training.Trainer:
     trainer_options = {}
     if config.get("grad_cache_chunk_size"):
         trainer_options["grad_cache_chunk_size"] = config["grad_cache_chunk_size"]
-    return training.Trainer(
+    return Trainer(
         model_config=EncoderConfig(**model),
-        loss_config=training.LossConfig(**loss_options),
-        optimizer=training.make_optimizer(total_steps=1000)[0],
+        loss_config=LossConfig(**loss_options),
+        optimizer=make_optimizer(total_steps=1000)[0],
         mesh=partitioning.make_mesh(),
         rules=partitioning.logical_axis_rules(),
         dropout_seed=0,

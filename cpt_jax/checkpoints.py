@@ -39,7 +39,8 @@ class Checkpointer:
 
     Example:
       ckpt = Checkpointer(model_dir, save_interval_steps=100, max_to_keep=3)
-      state = ckpt.restore_or(abstract_state, default=lambda: trainer.init_state(0))
+      step = ckpt.latest_step()     # None: nothing to resume
+      state = trainer.init_state(0) if step is None else ckpt.restore(step, abstract_state)
       ...
       ckpt.save(step, state)        # saves only on the interval (or when force=True)
       ckpt.close()                  # waits for the last asynchronous save
@@ -58,6 +59,7 @@ class Checkpointer:
         )
 
     def latest_step(self) -> int | None:
+        """The newest finished checkpoint's step; None when there is none."""
         return self._manager.latest_step()
 
     def save(self, step: int, state, *, force: bool = False) -> bool:

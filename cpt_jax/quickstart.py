@@ -30,7 +30,7 @@ import time
 
 import gin
 
-from cpt_jax import checkpoints, files, pretrained
+from cpt_jax import checkpoints, files, gin_cli, pretrained
 from cpt_jax import train as train_lib
 from cpt_jax.embed import Embedder
 from cpt_jax.evaluation import bm25_code_search, evaluate_code_search
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args([a for a in argv if not a.startswith("--gin.")])
     if extra:
         parser.error(f"unrecognised arguments: {extra}")
-    overrides = train_lib.parse_args(
+    overrides = gin_cli.parse_args(
         ["--gin_file", args.gin_file, *[a for a in argv if a.startswith("--gin.")]]
     ).gin_bindings
     bindings = [f"DATA_DIR = {args.data_dir!r}", *overrides]
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     # Data (and a vocabulary, for a config that trains its own).
     start = time.perf_counter()
     manifest = build_data(args.data_dir)
-    train_lib.parse_gin([args.gin_file], bindings)
+    gin_cli.parse_gin([args.gin_file], bindings)
     model_dir = gin.query_parameter("MODEL_DIR/macro.value")
     if trains_its_vocabulary():
         vocabulary_path = build_vocabulary(args.data_dir, args.vocab_size)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             *bindings,
         ]
         gin.clear_config()
-        train_lib.parse_gin([args.gin_file], bindings)
+        gin_cli.parse_gin([args.gin_file], bindings)
     data_seconds = time.perf_counter() - start
 
     # Training (resumes; a finished run returns at once).

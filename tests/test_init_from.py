@@ -3,6 +3,7 @@ and `Embedder`, converted model directories, and `INIT_FROM` in the launcher."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -12,6 +13,7 @@ import seqio
 from cpt_jax import pretrained, tokenization, train
 from cpt_jax.embed import Embedder
 from cpt_jax.models import EncoderConfig
+from cpt_jax.pair_data import PairData
 from data_pipelines import pipeline, tasks
 from tests.launch import run_launcher
 
@@ -189,36 +191,58 @@ def test_init_from_starts_training_at_the_pretrained_weights(
     assert first["accuracy_q2d"] > 0.3, first
 
 
-def test_init_from_is_ignored_when_resuming(one_layer_bert, stdlib_corpus, tmp_path):
-    """A resumed run continues its own weights, not the pretrained ones."""
+def test_init_from_is_not_loaded_when_resuming(one_layer_bert, stdlib_corpus, tmp_path):
+    """A resumed run continues its own weights, not the pretrained ones, and never loads the
+    pretrained model: here it is gone by then (as a download would be on a fresh machine),
+    and the resumed run reads the vocabulary that the first run saved into MODEL_DIR."""
+    start_dir = str(tmp_path / "bert")
+    shutil.copytree(one_layer_bert, start_dir)
     model_dir = str(tmp_path / "run")
-    run_launcher(model_dir, stdlib_corpus, *one_layer_bindings(one_layer_bert, 1e-3))
+    run_launcher(model_dir, stdlib_corpus, *one_layer_bindings(start_dir, 1e-3))
     before = jax.tree.leaves(Embedder.from_checkpoint(model_dir).params)
-    result = run_launcher(model_dir, stdlib_corpus, *one_layer_bindings(one_layer_bert, 1e-3))
+    shutil.rmtree(start_dir)
+    result = run_launcher(
+        model_dir, stdlib_corpus, *one_layer_bindings(start_dir, 1e-3), "--gin.TRAIN_STEPS=3"
+    )
     assert "Resumed" in result.stdout and "Initialised" not in result.stdout
-    after = jax.tree.leaves(Embedder.from_checkpoint(model_dir).params)
+    assert "INIT_FROM" not in result.stdout  # the load's log line
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 3]  # logged every 2, and the last
+    with open(os.path.join(model_dir, "model.json")) as f:
+        assert json.load(f)["initialized_from"]["init_from"] == start_dir  # kept on resume
+    resumed = Embedder.from_checkpoint(model_dir)
+    after = jax.tree.leaves(resumed.params)
     start = jax.tree.leaves(pretrained.load(one_layer_bert).params)
-    assert any(not np.array_equal(np.asarray(a), b) for a, b in zip(after, start))
-    for a, b in zip(before, after):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(np.asarray(a), b) for a, b in zip(before, start))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(after, before))
+    tokens = resumed.tokenizer.encode(["read a file"], "query", 8)
+    np.testing.assert_array_equal(
+        tokens, pretrained.load(one_layer_bert).tokenizer.encode(["read a file"], "query", 8)
+    )
 
 
 def test_init_from_refuses_another_architecture_or_vocabulary(one_layer_bert, tmp_path):
     config = pretrained.load(one_layer_bert).config
     wrong = EncoderConfig(**{**config.to_dict(), "d_ff": 1024, "dropout_rate": 0.3})
     with pytest.raises(ValueError, match=r"d_ff: gin 1024 vs pretrained 1536") as error:
-        train._load_initial_model(one_layer_bert, wrong, str(tmp_path), log=False)
+        train._load_pretrained(one_layer_bert, wrong, log=False)
     assert "dropout_rate" not in str(error.value)  # a training setting may differ
-    initial = train._load_initial_model(
-        one_layer_bert, EncoderConfig(**{**config.to_dict(), "dropout_rate": 0.3}), "", False
+    initial = train._load_pretrained(
+        one_layer_bert, EncoderConfig(**{**config.to_dict(), "dropout_rate": 0.3}), log=False
     )
-    other = tmp_path / "other.json"
-    other.write_text("{}")
-    data = train.PairData(data_dir="unused", vocabulary_path=str(other))
-    with pytest.raises(ValueError, match="is not the vocabulary of INIT_FROM's model"):
-        train._with_pretrained_vocabulary(data, initial, str(tmp_path))
-    unset = train.PairData(data_dir="unused")
-    path = train._with_pretrained_vocabulary(unset, initial, str(tmp_path)).vocabulary_path
+    # A fresh run saves the pretrained vocabulary into MODEL_DIR (for every host to read) ...
+    path = train._pretrained_vocabulary_path(str(tmp_path), initial)
     assert path == str(tmp_path / "tokenizer.json")
     with open(path, "rb") as f:
         assert f.read() == initial.tokenizer.serialized_model
+    # ... and a resumed one reads it back from there, as model.json names it.
+    pretrained.write_model_dir(initial, str(tmp_path), {"queries": 8, "documents": 8})
+    assert train._pretrained_vocabulary_path(str(tmp_path), None) == path
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    with pytest.raises(ValueError, match="is not the vocabulary of INIT_FROM's model"):
+        train._with_vocabulary(PairData(data_dir="unused", vocabulary_path=str(other)), path)
+    assert train._with_vocabulary(PairData(data_dir="unused"), path).vocabulary_path == path
+    named = PairData(data_dir="unused", vocabulary_path=str(tmp_path / "copy.json"))
+    shutil.copy(path, named.vocabulary_path)
+    assert train._with_vocabulary(named, path) == named  # the same vocabulary, by content

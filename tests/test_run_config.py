@@ -1,4 +1,5 @@
-"""Comparing a model directory's config.gin with a resumed run's config (cpt_jax.run_config)."""
+"""The resume check (`cpt_jax.resume_check`): a model directory's config.gin against the config
+of a run resuming it."""
 
 import ast
 import doctest
@@ -6,7 +7,8 @@ import doctest
 import gin
 import pytest
 
-from cpt_jax import run_config, train
+import cpt_jax.train  # noqa: F401 (registers the configurables the run configs bind)
+from cpt_jax import gin_cli, resume_check
 
 STORED = """\
 # Macros:
@@ -31,21 +33,21 @@ train.train_steps = 48
 
 
 def conflicts(stored, current):
-    return run_config.resume_conflicts(run_config.config_changes(stored, current))
+    return resume_check.resume_conflicts(resume_check.config_changes(stored, current))
 
 
 def test_bindings_of_a_real_gin_config_with_macros_and_wrapped_values():
     long_list = [f"value_number_{i:02d}" for i in range(12)]
     gin.clear_config()
     try:
-        train.parse_gin(
+        gin_cli.parse_gin(
             ["runs/cpt_code.gin"], [f"logical_axis_rules.parameter_sharding = {long_list}"]
         )
         text = gin.config_str()
     finally:
         gin.clear_config()
     assert any(line.startswith(" ") for line in text.splitlines()), "no wrapped value to parse"
-    bindings = run_config.parse_bindings(text)
+    bindings = resume_check.parse_bindings(text)
     assert bindings["make_optimizer.learning_rate"] == "0.0003"
     assert bindings["train.model_dir"] == "'runs/cpt_code'"  # %MODEL_DIR resolved
     assert bindings["PairData.data_dir"] == "'data/pypi_code'"
@@ -61,7 +63,7 @@ def test_execution_only_changes_are_not_conflicts():
         .replace("# Parameters for train:", "make_mesh.model = 2\n# Parameters for train:")
     )
     assert conflicts(STORED, current) == []
-    changes = {key for key, _, _ in run_config.config_changes(STORED, current)}
+    changes = {key for key, _, _ in resume_check.config_changes(STORED, current)}
     assert changes == {"train.model_dir", "train.train_steps", "make_mesh.model"}
 
 
@@ -81,7 +83,9 @@ def test_a_parameter_on_one_side_only_is_reported_but_not_a_conflict():
     # A newer cpt-jax adds a parameter with a default that keeps the old behaviour.
     older = STORED.replace("PairData.group_batches_by = None\n", "")
     assert conflicts(older, STORED) == []
-    assert run_config.config_changes(older, STORED) == [("PairData.group_batches_by", None, "None")]
+    assert resume_check.config_changes(older, STORED) == [
+        ("PairData.group_batches_by", None, "None")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -93,8 +97,23 @@ def test_a_parameter_on_one_side_only_is_reported_but_not_a_conflict():
 )
 def test_malformed_config_is_an_error_naming_the_line(text, message):
     with pytest.raises(ValueError, match=message):
-        run_config.parse_bindings(text)
+        resume_check.parse_bindings(text)
 
 
 def test_module_example():
-    assert doctest.testmod(run_config).failed == 0
+    assert doctest.testmod(resume_check).failed == 0
+
+
+def test_check_resume_refuses_or_keeps_the_old_config(tmp_path, capsys):
+    model_dir = str(tmp_path)
+    changed = STORED.replace("0.0003", "0.0005").replace("train_steps = 48", "train_steps = 60")
+    # No config.gin (written by hand or by an older cpt-jax): resumed unchecked.
+    resume_check.check_resume(model_dir, 4, changed, allow_change=False, keep_old=True)
+    (tmp_path / "config.gin").write_text(STORED)
+    with pytest.raises(ValueError, match=r"step 4 .*\n  make_optimizer.learning_rate: 0.0003 ->"):
+        resume_check.check_resume(model_dir, 4, changed, allow_change=False, keep_old=True)
+    assert not (tmp_path / "config.until_step_4.gin").exists()
+    resume_check.check_resume(model_dir, 4, changed, allow_change=True, keep_old=True)
+    assert (tmp_path / "config.until_step_4.gin").read_text() == STORED
+    printed = capsys.readouterr().out
+    assert "TRAIN_STEPS changed 48 -> 60" in printed and "changed bindings" in printed

@@ -13,7 +13,9 @@ import pytest
 from corpora import GivenRecords
 from launch import LAUNCH_TIMEOUT_S, REPO, child_env
 
-from cpt_jax import train
+import cpt_jax.train  # noqa: F401 (registers the configurables the recipes bind)
+from cpt_jax import gin_cli
+from cpt_jax.pair_data import PairData
 from data_pipelines import build, corpus
 
 RECIPES = {
@@ -29,8 +31,8 @@ def test_recipe_configures_data_batch_and_model(name):
     expected = RECIPES[name]
     gin.clear_config()
     try:
-        train.parse_gin([f"runs/{name}.gin"], [])
-        data = train.PairData()
+        gin_cli.parse_gin([f"runs/{name}.gin"], [])
+        data = PairData()
         assert len(data.data_dirs) == expected["corpora"]
         assert all(d.startswith("data/") for d in data.data_dirs)
         assert data.single_task_batches == expected["single_task_batches"]
@@ -80,14 +82,14 @@ def test_minilm_recipe_describes_minilm_exactly(name):
     minilm = pretrained.bert_encoder_config(wheel["config"])
     gin.clear_config()
     try:
-        train.parse_gin([f"runs/{name}.gin"], [])
+        gin_cli.parse_gin([f"runs/{name}.gin"], [])
         config = EncoderConfig()
         for field, value in minilm.to_dict().items():
             if field not in TRAINING_ONLY_FIELDS:
                 assert getattr(config, field) == value, field
         assert gin.query_parameter("INIT_FROM/macro.value") == "minilm"
         assert gin.query_parameter("MODEL_DIR/macro.value") == f"runs/{name}"
-        data = train.PairData()
+        data = PairData()
         assert data.data_dirs == [FINETUNING_RECIPES[name]] and data.vocabulary_path is None
         batch = gin.query_parameter("BATCH_SIZE/macro.value")
         chunk = gin.query_parameter("GRAD_CACHE_CHUNK/macro.value")
@@ -113,8 +115,8 @@ def test_from_scratch_quickstarts_keep_their_macros(name):
     }
     gin.clear_config()
     try:
-        train.parse_gin([f"runs/{name}.gin"], [f"{k} = {v}" for k, v in bindings.items()])
-        data = train.PairData()
+        gin_cli.parse_gin([f"runs/{name}.gin"], [f"{k} = {v}" for k, v in bindings.items()])
+        data = PairData()
         assert (data.data_dir, data.vocabulary_path) == ("data/other", "data/other/spm.model")
         assert gin.query_parameter("MODEL_DIR/macro.value") == "runs/elsewhere"
         assert EncoderConfig().vocab_size == 1000
@@ -231,8 +233,8 @@ def test_recipes_name_the_default_mixtures_corpora():
     for name, corpora in expected.items():
         gin.clear_config()
         try:
-            train.parse_gin([f"runs/{name}.gin"], [])
-            assert train.PairData().data_dirs == [f"data/{c}" for c in corpora], name
+            gin_cli.parse_gin([f"runs/{name}.gin"], [])
+            assert PairData().data_dirs == [f"data/{c}" for c in corpora], name
         finally:
             gin.clear_config()
 

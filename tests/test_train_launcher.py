@@ -1,15 +1,18 @@
-"""The launcher's argument parsing and metrics log, without training."""
+"""The launcher's command line (`cpt_jax.gin_cli`) and metrics log (`cpt_jax.metrics_log`),
+without training."""
 
 import json
+import os
 
 import gin
+import numpy as np
 import pytest
 
-from cpt_jax import multihost, partitioning, train
+from cpt_jax import gin_cli, metrics_log, multihost, partitioning
 
 
 def test_t5x_style_arguments_become_gin_bindings():
-    files, bindings, paths, distributed = train.parse_args(
+    files, bindings, paths, distributed = gin_cli.parse_args(
         [
             "--gin_file=runs/a.gin",
             "--gin.TRAIN_STEPS=5",
@@ -22,24 +25,47 @@ def test_t5x_style_arguments_become_gin_bindings():
     assert bindings == ["BATCH_SIZE = 4", "TRAIN_STEPS = 5", "MODEL_DIR = 'x=y'"]
     assert distributed is None
     with pytest.raises(SystemExit, match="needs a value"):
-        train.parse_args(["--gin_file=a.gin", "--gin.TRAIN_STEPS"])
+        gin_cli.parse_args(["--gin_file=a.gin", "--gin.TRAIN_STEPS"])
     with pytest.raises(SystemExit, match="at least one --gin_file"):
-        train.parse_args(["--gin.TRAIN_STEPS=3"])
+        gin_cli.parse_args(["--gin.TRAIN_STEPS=3"])
 
 
 def test_missing_gin_file_is_named():
     with pytest.raises(FileNotFoundError, match="gin file 'runs/nope.gin' not found"):
-        train.parse_gin(["runs/nope.gin"], [])
+        gin_cli.parse_gin(["runs/nope.gin"], [])
 
 
 def test_resumed_metrics_log_drops_steps_past_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (2, 4, 6, 8)))
-    writer = train.MetricsWriter(str(tmp_path), enabled=True, start_step=4)
+    writer = metrics_log.MetricsWriter(str(tmp_path), enabled=True, start_step=4)
     writer.write(6, {"loss": 0.5})
     writer.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["step"], r["loss"]) for r in records] == [(2, 1.0), (4, 1.0), (6, 0.5)]
+
+
+def test_step_logger_logs_every_n_steps_and_the_last(tmp_path):
+    """Logged steps, the learning rate of the update each step made, the throughput, and
+    TensorBoard events beside metrics.jsonl."""
+    metrics = {"loss": np.float32(1.5), "accuracy_q2d": np.float32(0.25), "logit_scale": 14.0}
+    with metrics_log.StepLogger(
+        str(tmp_path),
+        start_step=2,
+        total_steps=7,
+        pairs_per_step=16,
+        log_every=2,
+        schedule=lambda step: 0.1 * step,
+        enabled=True,
+        progress_bar=False,
+    ) as logger:
+        for step in range(3, 8):
+            logger.step_done(step, metrics)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 6, 7]
+    np.testing.assert_allclose([r["learning_rate"] for r in records], [0.3, 0.5, 0.6])
+    assert all(r["pairs_per_second"] > 0 and r["loss"] == 1.5 for r in records)
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "train"))
 
 
 @pytest.mark.parametrize(
@@ -53,7 +79,7 @@ def test_resumed_metrics_log_drops_steps_past_the_checkpoint(tmp_path):
 def test_sharding_gin_files_select_mesh_and_rules(name, mesh_shape, rules):
     gin.clear_config()
     try:
-        train.parse_gin([f"sharding/{name}.gin"], [])
+        gin_cli.parse_gin([f"sharding/{name}.gin"], [])
         assert dict(partitioning.make_mesh().shape) == mesh_shape
         assert partitioning.logical_axis_rules() == partitioning.logical_axis_rules(rules)
     finally:
@@ -61,7 +87,7 @@ def test_sharding_gin_files_select_mesh_and_rules(name, mesh_shape, rules):
 
 
 def test_multi_process_flags_and_environment():
-    args = train.parse_args(
+    args = gin_cli.parse_args(
         [
             "--gin_file=a.gin",
             "--coordinator_address=10.0.0.1:1234",
@@ -73,11 +99,11 @@ def test_multi_process_flags_and_environment():
     )
     assert args.distributed == multihost.DistributedOptions("10.0.0.1:1234", 4, 3, 300, 20)
     env = {"COORDINATOR_ADDRESS": "h:9", "PROCESS_COUNT": "2", "PROCESS_INDEX": "1"}
-    from_env = train.parse_args(["--gin_file=a.gin"], environ=env).distributed
+    from_env = gin_cli.parse_args(["--gin_file=a.gin"], environ=env).distributed
     assert (from_env.coordinator_address, from_env.process_count) == ("h:9", 2)
     # Flags win over the environment.
     assert (
-        train.parse_args(
+        gin_cli.parse_args(
             ["--gin_file=a.gin", "--process_index=0"], environ=env
         ).distributed.process_index
         == 0
@@ -93,9 +119,9 @@ def test_multi_process_flags_and_environment():
     }
     for message, flags in errors.items():
         with pytest.raises(SystemExit, match=message):
-            train.parse_args(["--gin_file=a.gin", *flags], environ={})
+            gin_cli.parse_args(["--gin_file=a.gin", *flags], environ={})
     with pytest.raises(SystemExit, match="PROCESS_COUNT='two' is not an integer"):
-        train.parse_args(["--gin_file=a.gin"], environ={**env, "PROCESS_COUNT": "two"})
+        gin_cli.parse_args(["--gin_file=a.gin"], environ={**env, "PROCESS_COUNT": "two"})
 
 
 def test_host_batch_rows_on_one_process():

@@ -1,4 +1,5 @@
-"""The jitted train step: shardings, determinism, multi-device equivalence, optimizer."""
+"""The trainer's jitted step (`cpt_jax.trainer`, `cpt_jax.grad_cache`): shardings, determinism,
+multi-device equivalence, gradient caching, metrics, optimizer."""
 
 import dataclasses
 
@@ -7,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from cpt_jax import partitioning, training
+from cpt_jax import grad_cache, losses, partitioning
 from cpt_jax.models import LOGICAL_AXIS_NAMES, EncoderConfig
+from cpt_jax.trainer import STEP_METRICS, LossConfig, Trainer, make_optimizer
 
 CONFIG = EncoderConfig(
     vocab_size=128, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_length=32, dropout_rate=0.1
@@ -22,10 +24,10 @@ def make_trainer(
     grad_cache_chunk_size=None,
     **loss_kwargs,
 ):
-    optimizer, _ = training.make_optimizer(10, learning_rate=1e-3, warmup_steps=2)
-    return training.Trainer(
+    optimizer, _ = make_optimizer(10, learning_rate=1e-3, warmup_steps=2)
+    return Trainer(
         model_config=config,
-        loss_config=training.LossConfig(**loss_kwargs),
+        loss_config=LossConfig(**loss_kwargs),
         optimizer=optimizer,
         mesh=mesh,
         rules=partitioning.logical_axis_rules(parameter_sharding),
@@ -160,9 +162,9 @@ def test_step_is_deterministic_and_dropout_keys_follow_the_step():
     state = trainer.init_state(seed=0)
     batch = partitioning.host_local_batch_to_global(synthetic_batch(0), mesh)
     loss_at = lambda step: float(
-        trainer.loss_and_embeddings(
-            state.params, batch, jax.random.fold_in(jax.random.key(3), step)
-        )[0]
+        trainer.loss_and_metrics(state.params, batch, jax.random.fold_in(jax.random.key(3), step))[
+            0
+        ]
     )
     assert loss_at(0) != loss_at(1)
 
@@ -176,7 +178,7 @@ def test_frozen_temperature_stays_fixed():
 
 
 def test_optimizer_schedule_and_decay_mask():
-    optimizer, schedule = training.make_optimizer(100, learning_rate=1.0, warmup_steps=10)
+    optimizer, schedule = make_optimizer(100, learning_rate=1.0, warmup_steps=10)
     assert float(schedule(0)) == 0.0
     np.testing.assert_allclose(float(schedule(10)), 1.0, rtol=1e-6)
     assert float(schedule(100)) < 1e-6
@@ -263,13 +265,12 @@ def test_grad_cache_train_steps_equal_plain_steps_on_8_devices():
 
 def test_grad_cache_chunks_are_spread_over_every_device():
     """Each chunk holds `chunk / n` rows of every one of the n batch shards, so every device
-    works on every chunk; `_from_chunks` inverts `_to_chunks`."""
+    works on every chunk; `from_chunks` inverts `to_chunks`."""
     mesh = partitioning.make_mesh(data=4, model=2)
-    trainer = make_trainer(mesh, grad_cache_chunk_size=8)
     rows = partitioning.host_local_batch_to_global({"r": np.arange(32, dtype=np.int32)}, mesh)["r"]
     with jax.set_mesh(mesh):
-        chunks = jax.jit(trainer._to_chunks)(rows)
-        back = jax.jit(trainer._from_chunks)(chunks)
+        chunks = jax.jit(lambda x: grad_cache.to_chunks(x, mesh, 8))(rows)
+        back = jax.jit(lambda x: grad_cache.from_chunks(x, mesh))(chunks)
     np.testing.assert_array_equal(np.asarray(back), np.arange(32))
     # 32 rows over 4 shards: shard i holds rows 8i..8i+7; chunk j takes 2 of each.
     expected = np.array([[8 * i + 2 * j + t for i in range(4) for t in range(2)] for j in range(4)])
@@ -363,3 +364,44 @@ def test_grad_cache_equals_plain_step_with_hard_negatives():
     assert abs(float(want[0]) - float(without[0])) > 1e-3
     cached = make_trainer(mesh, grad_cache_chunk_size=8)
     assert_same_loss_and_grads(loss_and_grads(cached, params, batch), want, "negatives")
+
+
+def test_step_metrics_come_from_the_loss_pass_plain_and_cached():
+    """The step's metrics (read off the loss's own logits) equal the metrics of the same
+    embeddings scored separately (`losses.sharded_contrastive_metrics`), with hard negatives
+    and a duplicate query masked; the gradient-cached step's equal the plain step's."""
+    mesh = partitioning.make_mesh(data=4, model=2)
+    host_batch = with_negatives(synthetic_batch(2))
+    host_batch["query_ids"][[3, 9]] = 42
+    batch = partitioning.host_local_batch_to_global(host_batch, mesh)
+    steps = {}
+    for chunk in (None, 8):
+        trainer = make_trainer(mesh, grad_cache_chunk_size=chunk)
+        steps[chunk] = jax.device_get(trainer.train_step(trainer.init_state(seed=0), batch)[1])
+    assert set(steps[None]) == set(STEP_METRICS)
+
+    params = trainer.init_state(seed=0).params
+    key = jax.random.fold_in(jax.random.key(3), 0)  # the step's dropout key at step 0
+
+    def scored_separately(params, batch):
+        ids = trainer._row_ids(host_batch["queries"].shape[0])
+        queries, documents, negatives = (
+            trainer._encode_side(params["encoder"], tokens, side_key, ids)
+            for tokens, side_key in trainer._sides_and_keys(batch, key)
+        )
+        return losses.sharded_contrastive_metrics(
+            queries,
+            documents,
+            logit_scale=trainer.logit_scale(params),
+            mesh=mesh,
+            batch_axes=partitioning.BATCH_AXES,
+            negatives=negatives,
+            **trainer._loss_options(batch),
+        )
+
+    with jax.set_mesh(mesh):
+        want = jax.device_get(jax.jit(scored_separately)(params, batch))
+    assert 0 < want["accuracy_q2d"] < 1, want
+    for chunk, metrics in steps.items():
+        for name, value in want.items():
+            np.testing.assert_allclose(metrics[name], value, rtol=1e-5, err_msg=f"{chunk} {name}")

@@ -1,11 +1,12 @@
-"""The gin config a model directory was trained with, compared with a resumed run's.
+"""The resume check: a model directory's gin config against the config of a run resuming it.
 
 Training writes gin's operative config to `MODEL_DIR/config.gin`. A run started into a
 directory that already holds checkpoints resumes them, so a second experiment pointed at an
 old directory by mistake (another learning rate, another corpus) would silently continue the
 first one's weights and overwrite its record. `config_changes` lists the differing bindings
-and `resume_conflicts` picks those that change the computation, so the launcher can refuse;
-bindings that only change how a run executes may differ freely (`EXECUTION_ONLY`).
+and `resume_conflicts` picks those that change the computation; `check_resume` refuses such
+a resume (or, allowed, keeps the old config beside the new). Bindings that only change how a
+run executes may differ freely (`EXECUTION_ONLY`).
 
 Example:
   >>> stored = "LR = 0.001\\nmake_optimizer.learning_rate = %LR\\ntrain.model_dir = 'a'\\n"
@@ -17,7 +18,10 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+
+from cpt_jax import checkpoints, files
 
 # Bindings a resumed run may change. Sharding, chunking and rematerialisation give the same
 # loss and gradients (tested in test_training / test_multihost); cadence and paths are
@@ -112,3 +116,50 @@ def resume_conflicts(changes: list[tuple[str, str | None, str | None]]) -> list[
         for key, old, new in changes
         if old is not None and new is not None and not is_execution_only(key)
     ]
+
+
+def check_resume(
+    model_dir: str, step: int, current: str, *, allow_change: bool, keep_old: bool
+) -> None:
+    """Refuses to resume `model_dir`'s checkpoint `step` under a config that computes
+    something else.
+
+    Args:
+      model_dir: the directory resumed; its `config.gin` is the stored config (none: a
+        directory written by hand or by an older cpt-jax, resumed unchecked).
+      step: the checkpoint step resumed (named in the messages).
+      current: the resuming run's operative gin config.
+      allow_change: resume despite conflicting bindings (`train.allow_config_change`): they
+        are printed, and the stored config is kept as `config.until_step_<step>.gin`.
+      keep_old: whether this process writes that copy (one process of a multi-host job).
+
+    Raises:
+      ValueError: listing the conflicting bindings, unless `allow_change`.
+    """
+    path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        stored = f.read()
+    changes = config_changes(stored, current)
+    for key, old, new in changes:
+        if key == "train.train_steps":
+            print(
+                f"TRAIN_STEPS changed {old} -> {new}: the schedule follows the new total",
+                flush=True,
+            )
+    conflicts = resume_conflicts(changes)
+    if not conflicts:
+        return
+    listing = "\n  ".join(conflicts)
+    if not allow_change:
+        raise ValueError(
+            f"{model_dir} holds a checkpoint at step {step} of a run configured otherwise "
+            f"({path}); resuming would continue its weights with these bindings changed:\n"
+            f"  {listing}\nTrain into a new MODEL_DIR, or set "
+            "train.allow_config_change = True to resume anyway."
+        )
+    print(f"Resuming at step {step} with changed bindings:\n  {listing}", flush=True)
+    if keep_old:
+        kept = os.path.join(model_dir, f"config.until_step_{step}.gin")
+        files.write_bytes_atomic(kept, stored.encode())

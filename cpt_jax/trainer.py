@@ -1,9 +1,11 @@
-"""Train state, optimizer and the jitted contrastive train step.
+"""The contrastive trainer: train state, optimizer, and the jitted train step.
 
 The step encodes both sides of every pair with one shared encoder, scores them with the
 symmetric InfoNCE loss over the *global* batch (negatives gathered across every device and
-host), and applies AdamW. Parameters are `{'encoder': ..., 'log_scale': ...}`; the learned
-temperature lives beside the encoder so that it is checkpointed and optimised with it.
+host), and applies AdamW; with `grad_cache_chunk_size` the loss gradients come from
+gradient caching (`cpt_jax.grad_cache`) instead of one whole-batch pass. Parameters are
+`{'encoder': ..., 'log_scale': ...}`; the learned temperature lives beside the encoder so
+that it is checkpointed and optimised with it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,24 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from cpt_jax import losses, partitioning
+from cpt_jax import grad_cache, losses, partitioning
 from cpt_jax.models import Encoder, EncoderConfig
 
 PyTree = Any
+
+# What `Trainer.train_step` returns for the log: a contrastive run's health is read off these
+# (docs/design.md: the loss). The first six come from the loss pass itself.
+STEP_METRICS = (
+    "loss",
+    "accuracy_q2d",
+    "accuracy_d2q",
+    "positive_logit_mean",
+    "negative_logit_mean",
+    "logit_scale",
+    "grad_norm",
+    "param_norm",
+    "update_norm",
+)
 
 
 @flax.struct.dataclass
@@ -91,9 +107,10 @@ def make_optimizer(
     return optax.chain(*chain), schedule
 
 
-def _sides(batch: dict[str, jax.Array]) -> tuple:
-    """The token arrays encoded per step: queries, documents, hard negatives (or None)."""
-    return batch["queries"], batch["documents"], batch.get("negatives")
+def _sides(batch: dict[str, jax.Array]) -> list[jax.Array]:
+    """The token arrays encoded per step: queries, documents, and the hard negatives when
+    the batch has them."""
+    return [batch[name] for name in ("queries", "documents", "negatives") if name in batch]
 
 
 @dataclasses.dataclass
@@ -108,10 +125,10 @@ class Trainer:
       rules: the logical-axis rules table (see `partitioning.logical_axis_rules`).
       dropout_seed: base of the per-step dropout keys, `fold_in(key(seed), step)`.
       grad_cache_chunk_size: None for the plain step; otherwise gradient caching
-        (GradCache, Gao et al. 2021) with this many pairs (global, over all devices) per
-        encoder pass, so activation memory is that of a `grad_cache_chunk_size` batch
-        whatever the global batch. Must divide the global batch and be a multiple of the
-        number of batch shards. Loss and gradients equal the plain step's.
+        (`cpt_jax.grad_cache`) with this many pairs (global, over all devices) per encoder
+        pass, so activation memory is that of a `grad_cache_chunk_size` batch whatever the
+        global batch. Must divide the global batch and be a multiple of the number of batch
+        shards. Loss and gradients equal the plain step's.
     """
 
     model_config: EncoderConfig
@@ -155,7 +172,7 @@ class Trainer:
         with jax.set_mesh(self.mesh):
             return init(jax.random.key(seed))
 
-    # -- step ----------------------------------------------------------------------------
+    # -- loss ----------------------------------------------------------------------------
     def encode(
         self, encoder_params: PyTree, tokens: jax.Array, dropout_key=None, example_ids=None
     ) -> jax.Array:
@@ -194,23 +211,25 @@ class Trainer:
         return options
 
     def logit_scale(self, params: PyTree) -> jax.Array:
+        """The (clamped) logit scale of `params['log_scale']`, a float32 scalar."""
         return losses.logit_scale_from_log(
             params["log_scale"],
             max_scale=self.loss_config.max_logit_scale,
             trainable=self.loss_config.learn_logit_scale,
         )
 
-    def _loss(self, queries, documents, negatives, log_scale, batch) -> jax.Array:
-        """The global loss of embedded pairs (the scale is a function of `log_scale`);
-        `negatives` `[B, N, D]` are the hard negatives' embeddings, or None."""
-        return losses.sharded_symmetric_info_nce(
+    def _loss(self, embeddings, log_scale, batch):
+        """`(loss, metrics)` of embedded sides `[queries [B, D], documents [B, D]]` (and hard
+        negatives `[B, N, D]`), the metrics read off the loss's own logits."""
+        queries, documents, *negatives = embeddings
+        return losses.sharded_symmetric_info_nce_with_metrics(
             queries,
             documents,
             logit_scale=self.logit_scale({"log_scale": log_scale}),
             mesh=self.mesh,
             batch_axes=partitioning.BATCH_AXES,
             chunk_size=self.loss_config.chunk_size,
-            negatives=negatives,
+            negatives=negatives[0] if negatives else None,
             **self._loss_options(batch),
         )
 
@@ -219,138 +238,65 @@ class Trainer:
         ids = jnp.arange(batch_size, dtype=jnp.int32)
         return jax.lax.with_sharding_constraint(ids, partitioning.batch_sharding(self.mesh))
 
-    def loss_and_embeddings(self, params, batch, dropout_key):
-        """Global symmetric InfoNCE of a batch; also returns the embeddings of every side
-        (`(queries, documents, negatives)`, negatives None without hard negatives)."""
+    def _sides_and_keys(self, batch, dropout_key) -> list[tuple[jax.Array, jax.Array]]:
+        """`(tokens, dropout key)` of each side; a side's key is the same with or without
+        the sides after it."""
+        return list(zip(_sides(batch), jax.random.split(dropout_key, 3)))
+
+    def loss_and_metrics(self, params, batch, dropout_key):
+        """`(loss, metrics)` of a global batch: symmetric InfoNCE over every pair, and the
+        contrastive metrics of `losses.contrastive_metrics` from the same logits."""
         ids = self._row_ids(batch["queries"].shape[0])
-        embeddings = tuple(
-            None if tokens is None else self._encode_side(params["encoder"], tokens, key, ids)
-            for tokens, key in zip(_sides(batch), jax.random.split(dropout_key, 3))
-        )
-        loss = self._loss(*embeddings, params["log_scale"], batch)
-        return loss, embeddings
+        embeddings = [
+            self._encode_side(params["encoder"], tokens, key, ids)
+            for tokens, key in self._sides_and_keys(batch, dropout_key)
+        ]
+        return self._loss(embeddings, params["log_scale"], batch)
 
     def loss_and_grads(self, params, batch, dropout_key):
-        """`(loss, (queries, documents), grads)` of a batch, plain or gradient-cached.
+        """`(loss, metrics, grads)` of a batch, plain or gradient-cached.
 
-        Both give the same loss and gradients (up to float32 summation order): the
+        Both give the same loss, metrics and gradients (up to float32 summation order): the
         cached form only changes how much of the batch is in memory at once.
         """
         if self.grad_cache_chunk_size is None:
-            grad_fn = jax.value_and_grad(self.loss_and_embeddings, has_aux=True)
-            (loss, embeddings), grads = grad_fn(params, batch, dropout_key)
-            return loss, embeddings, grads
-        return self._grad_cached_loss_and_grads(params, batch, dropout_key)
+            grad_fn = jax.value_and_grad(self.loss_and_metrics, has_aux=True)
+            (loss, metrics), grads = grad_fn(params, batch, dropout_key)
+            return loss, metrics, grads
+        (loss, metrics), (encoder_grads, log_scale_grad) = grad_cache.value_and_grad(
+            self._encode_side,
+            lambda embeddings, log_scale: self._loss(embeddings, log_scale, batch),
+            params["encoder"],
+            params["log_scale"],
+            self._sides_and_keys(batch, dropout_key),
+            self._row_ids(batch["queries"].shape[0]),
+            mesh=self.mesh,
+            chunk_size=self.grad_cache_chunk_size,
+        )
+        return loss, metrics, {"encoder": encoder_grads, "log_scale": log_scale_grad}
 
-    # -- gradient caching ------------------------------------------------------------------
-    def _to_chunks(self, x: jax.Array) -> jax.Array:
-        """`[B, ...]` split over n batch shards -> `[c, chunk, ...]`, every chunk spread
-        evenly over all n shards (its rows are each shard's next `chunk / n` local rows).
-
-        Shard i holds rows `[i*b, (i+1)*b)`; chunk j takes rows `i*b + j*k + [0, k)` of
-        every shard i (`k = chunk / n`), so the reshapes move no data between devices.
-        """
-        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
-        k, rest = chunk // n, x.shape[1:]
-        x = x.reshape(n, -1, k, *rest).swapaxes(0, 1).reshape(-1, chunk, *rest)
-        spec = jax.sharding.PartitionSpec(None, partitioning.BATCH_AXES)
-        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(self.mesh, spec))
-
-    def _from_chunks(self, x: jax.Array) -> jax.Array:
-        """The inverse of `_to_chunks`: `[c, chunk, ...]` -> `[B, ...]`."""
-        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
-        rest = x.shape[2:]
-        x = x.reshape(x.shape[0], n, chunk // n, *rest).swapaxes(0, 1).reshape(-1, *rest)
-        return jax.lax.with_sharding_constraint(x, partitioning.batch_sharding(self.mesh))
-
-    def _check_grad_cache_chunk(self, batch_size: int) -> None:
-        n, chunk = partitioning.num_batch_shards(self.mesh), self.grad_cache_chunk_size
-        if chunk <= 0 or chunk % n or batch_size % chunk:
-            raise ValueError(
-                f"grad_cache_chunk_size={chunk} must be a positive multiple of the {n} batch "
-                f"shards that divides the global batch of {batch_size}"
-            )
-
-    def _grad_cached_loss_and_grads(self, params, batch, dropout_key):
-        """GradCache: embed without activations, differentiate the loss w.r.t. the
-        embeddings, then re-encode chunk by chunk and backpropagate the cached gradients.
-
-        Dropout masks depend only on (key, row id), so the second pass replays the first's.
-        """
-        batch_size = batch["queries"].shape[0]
-        self._check_grad_cache_chunk(batch_size)
-        encoder_params = params["encoder"]
-        id_chunks = self._to_chunks(self._row_ids(batch_size))
-        sides = [
-            (self._to_chunks(tokens), key)
-            for tokens, key in zip(_sides(batch), jax.random.split(dropout_key, 3))
-            if tokens is not None
-        ]
-
-        # 1. Embeddings of the whole batch, one chunk alive at a time, nothing kept for grad.
-        def embed(token_chunks, key):
-            def encode_chunk(_, chunk):
-                tokens, ids = chunk
-                return None, self._encode_side(encoder_params, tokens, key, ids)
-
-            _, embeddings = jax.lax.scan(encode_chunk, None, (token_chunks, id_chunks))
-            return self._from_chunks(embeddings)
-
-        embeddings = [embed(tokens, key) for tokens, key in sides]
-        negatives = embeddings[2] if len(embeddings) == 3 else None
-
-        # 2. The loss and its gradient w.r.t. the embeddings (and the temperature).
-        loss, (*side_grads, log_scale_grad) = jax.value_and_grad(
-            lambda q, d, n, s: self._loss(q, d, n, s, batch), argnums=(0, 1, 2, 3)
-        )(embeddings[0], embeddings[1], negatives, params["log_scale"])
-
-        # 3. Re-encode each chunk and pull its cached embedding gradient back to parameters.
-        def backprop(total, token_chunks, key, cotangents):
-            def backprop_chunk(total, chunk):
-                tokens, ids, cotangent = chunk
-                _, pullback = jax.vjp(
-                    lambda p: self._encode_side(p, tokens, key, ids), encoder_params
-                )
-                return jax.tree.map(jnp.add, total, pullback(cotangent)[0]), None
-
-            chunks = (token_chunks, id_chunks, self._to_chunks(cotangents))
-            return jax.lax.scan(backprop_chunk, total, chunks)[0]
-
-        grads = jax.tree.map(jnp.zeros_like, encoder_params)
-        for (token_chunks, key), cotangents in zip(sides, side_grads):
-            grads = backprop(grads, token_chunks, key, cotangents)
-        grads = {"encoder": grads, "log_scale": log_scale_grad}
-        return loss, (embeddings[0], embeddings[1], negatives), grads
-
+    # -- step ----------------------------------------------------------------------------
     def _train_step(self, state: TrainState, batch: dict[str, jax.Array]):
         dropout_key = jax.random.fold_in(jax.random.key(self.dropout_seed), state.step)
-        loss, embeddings, grads = self.loss_and_grads(state.params, batch, dropout_key)
+        loss, metrics, grads = self.loss_and_grads(state.params, batch, dropout_key)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        queries, documents, negatives = jax.lax.stop_gradient(embeddings)
-        metrics = losses.sharded_contrastive_metrics(
-            queries,
-            documents,
-            logit_scale=self.logit_scale(state.params),
-            mesh=self.mesh,
-            batch_axes=partitioning.BATCH_AXES,
-            chunk_size=self.loss_config.chunk_size,
-            negatives=negatives,
-            **self._loss_options(batch),
-        )
-        metrics.update(
-            loss=loss,
-            grad_norm=optax.global_norm(grads),
-            param_norm=optax.global_norm(state.params["encoder"]),
-            update_norm=optax.global_norm(updates),
-        )
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "param_norm": optax.global_norm(state.params["encoder"]),
+            "update_norm": optax.global_norm(updates),
+        }
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     @functools.cached_property
     def train_step(self):
         """`(state, global_batch) -> (state, metrics)`, jitted with explicit shardings.
 
-        The state is donated: its buffers are reused for the new state.
+        `metrics` holds the replicated float32 scalars named in `STEP_METRICS`, of the
+        batch under the parameters the step started from. The state is donated: its
+        buffers are reused for the new state.
         """
         batch_sharding = partitioning.batch_sharding(self.mesh)
         step = jax.jit(

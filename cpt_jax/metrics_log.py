@@ -1,0 +1,127 @@
+"""A training run's log: `metrics.jsonl`, TensorBoard event files and the progress bar.
+
+`MetricsWriter` writes logged scalars to both files; `StepLogger` is what the train loop
+calls after every step: every `log_every` steps (and at the last) it adds the throughput and
+the learning rate to the step's metrics, writes them, and shows them on the progress bar.
+Only one process of a job writes (`enabled`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+
+import jax
+
+from cpt_jax import files
+
+
+class MetricsWriter:
+    """Writes logged metrics to TensorBoard event files (`model_dir/train/`) and
+    `model_dir/metrics.jsonl`, one JSON object per logged step; nothing when not `enabled`.
+
+    A resumed run first drops the `metrics.jsonl` lines past its checkpoint `start_step`
+    (logged by the killed run after its last save), so that every step appears once, as in
+    an uninterrupted run.
+    """
+
+    def __init__(self, model_dir: str, enabled: bool, start_step: int = 0):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+
+        path = os.path.join(model_dir, "metrics.jsonl")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                kept = [line for line in f if json.loads(line)["step"] <= start_step]
+            files.write_bytes_atomic(path, "".join(kept).encode())
+        self._tb = SummaryWriter(os.path.join(model_dir, "train"))
+        self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, step: int, scalars: dict[str, float]):
+        """Appends `scalars` as of `step` (completed steps) to both logs, flushed."""
+        if not self.enabled:
+            return
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, value, step)
+        self._tb.flush()
+        self._jsonl.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        self._jsonl.flush()
+
+    def close(self):
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+class StepLogger:
+    """The train loop's log: call `step_done` after every step; a context manager that
+    closes the files and the progress bar.
+
+    Every `log_every` steps, and at `total_steps`, the step's metrics (device scalars,
+    fetched only then) are written with `pairs_per_second` (over the steps since the last
+    log, checkpoint saves included) and `learning_rate` (the schedule's value for the update
+    just made), and the progress bar shows the loss, accuracy, scale and throughput.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        start_step: int,
+        total_steps: int,
+        pairs_per_step: int,
+        log_every: int,
+        schedule: Callable[[int], float],
+        enabled: bool,
+        progress_bar: bool,
+    ):
+        self.total_steps, self.pairs_per_step = total_steps, pairs_per_step
+        self.log_every, self.schedule = log_every, schedule
+        self._writer = MetricsWriter(model_dir, enabled=enabled, start_step=start_step)
+        self._bar = _progress_bar(start_step, total_steps, enabled=progress_bar and enabled)
+        self._window_start, self._window_steps = time.perf_counter(), 0
+
+    def step_done(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        """Records that `step` steps are done, `metrics` being the last step's."""
+        self._window_steps += 1
+        if step % self.log_every == 0 or step == self.total_steps:
+            scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            elapsed = time.perf_counter() - self._window_start
+            scalars["pairs_per_second"] = self._window_steps * self.pairs_per_step / elapsed
+            scalars["learning_rate"] = float(self.schedule(step - 1))
+            self._writer.write(step, scalars)
+            self._bar.set_postfix(
+                loss=f"{scalars['loss']:.3f}",
+                acc=f"{scalars['accuracy_q2d']:.2f}",
+                scale=f"{scalars['logit_scale']:.1f}",
+                pairs_s=f"{scalars['pairs_per_second']:.1f}",
+            )
+            self._window_start, self._window_steps = time.perf_counter(), 0
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+        self._writer.close()
+
+    def __enter__(self) -> StepLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start,
+        disable=not enabled,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
