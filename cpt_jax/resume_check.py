@@ -24,7 +24,7 @@ import re
 from cpt_jax import checkpoints, files
 
 # Bindings a resumed run may change. Sharding, chunking and rematerialisation give the same
-# loss and gradients (tested in test_training / test_multihost); cadence and paths are
+# loss and gradients (tested in test_trainer / test_multihost); cadence and paths are
 # bookkeeping; INIT_FROM is ignored on resume; a new TRAIN_STEPS extends (or shortens) the
 # run, and the launcher prints the change.
 EXECUTION_ONLY = (
