@@ -9,6 +9,7 @@ Layout of a model directory:
       spm.model              the vocabulary: SentencePiece, or `tokenizer.json` (pretrained)
       checkpoints/<step>/    Orbax items `params` (encoder + log_scale) and `opt_state`
       metrics.jsonl          one JSON object per logged step
+      unrestorable_checkpoints/<step>/   checkpoints that failed to restore, set aside
 
 Parameters and optimizer state are separate items so that inference restores the
 parameters alone. Orbax writes each step into a temporary directory and renames it when
@@ -20,10 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from cpt_jax import files
 
@@ -32,6 +37,7 @@ CONFIG_FILE = "config.gin"
 MODEL_METADATA_FILE = "model.json"
 VOCABULARY_FILE = "spm.model"
 CHECKPOINT_SUBDIR = "checkpoints"
+UNRESTORABLE_SUBDIR = "unrestorable_checkpoints"
 
 
 class Checkpointer:
@@ -54,6 +60,8 @@ class Checkpointer:
                 save_interval_steps=save_interval_steps,
                 max_to_keep=max_to_keep,
                 create=True,
+                # The temporary directories of saves that a kill interrupted.
+                cleanup_tmp_directories=True,
             ),
             item_names=("params", "opt_state"),
         )
@@ -62,8 +70,16 @@ class Checkpointer:
         """The newest finished checkpoint's step; None when there is none."""
         return self._manager.latest_step()
 
+    def should_save(self, step: int) -> bool:
+        """Whether `save(step, ...)` would save on the interval."""
+        return self._manager.should_save(step)
+
     def save(self, step: int, state, *, force: bool = False) -> bool:
-        """Saves `state` at `step` if the interval says so (or `force`). Returns whether it did."""
+        """Saves `state` at `step` if the interval says so (or `force`). Returns whether it did.
+
+        The save is asynchronous: it returns once the arrays are copied off the devices, and
+        the step counts as saved (`latest_step`) only when it is complete on disk.
+        """
         return self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -90,12 +106,66 @@ class Checkpointer:
             opt_state=restored.opt_state,
         )
 
+    def restore_latest(self, abstract_state) -> tuple[int, Any]:
+        """`(step, state)` of the newest checkpoint that restores.
+
+        A checkpoint that fails to restore (a damaged file, a save cut short in a way Orbax
+        did not catch) is reported on stderr and, once an older one has restored, moved to
+        `MODEL_DIR/unrestorable_checkpoints/<step>`, kept for inspection, so that the run can
+        save that step again. When none restores the error lists why each failed and nothing
+        is moved: the cause is more likely the model (another config) than every checkpoint.
+        """
+        failures = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self.restore(step, abstract_state)
+                error = None
+            except Exception as e:  # noqa: BLE001 (what a damaged checkpoint raises varies)
+                error = e
+            # Every process must agree, or one would train on while another falls back.
+            if _all_processes(error is None):
+                self._set_aside([failed for failed, _ in failures])
+                return step, state
+            error = error or RuntimeError("another process failed to restore it")
+            failures.append((step, error))
+            print(
+                f"checkpoint {step} in {self.directory} failed to restore "
+                f"({type(error).__name__}: {error}); trying the one before it",
+                file=sys.stderr,
+                flush=True,
+            )
+        listed = "; ".join(f"step {step}: {type(e).__name__}: {e}" for step, e in failures)
+        raise RuntimeError(f"no checkpoint in {self.directory} restores ({listed})")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        if not steps:
+            return
+        aside = os.path.join(os.path.dirname(self.directory), UNRESTORABLE_SUBDIR)
+        if jax.process_index() == 0:
+            os.makedirs(aside, exist_ok=True)
+            for step in steps:
+                target = os.path.join(aside, str(step))
+                if os.path.exists(target):
+                    target = f"{target}.{time.time_ns()}"
+                os.replace(os.path.join(self.directory, str(step)), target)
+                print(f"moved checkpoint {step} to {target}", file=sys.stderr, flush=True)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("unrestorable checkpoints set aside")
+        self._manager.reload()
+
     def wait(self):
         self._manager.wait_until_finished()
 
     def close(self):
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def _all_processes(ok: bool) -> bool:
+    """Whether `ok` holds on every process of the job."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(multihost_utils.process_allgather(np.asarray(ok)).all())
 
 
 def _params_manager(model_dir: str, *, create: bool) -> ocp.CheckpointManager:

@@ -81,10 +81,10 @@ def logit_scale_from_log(
 ) -> jax.Array:
     """The logit scale `s = exp(min(log_scale, log(max_scale)))`, a float32 scalar.
 
-    The clamp (CLIP's `s <= 100`) is applied in the forward pass, so a log-scale above
-    `log(max_scale)` gets a zero gradient and stops growing. With `trainable=False` the scale
-    is wrapped in `stop_gradient` (a frozen temperature, as Nomic's fixed 50 or
-    t5x_retrieval's fixed 100).
+    The clamp (CLIP's `s <= 100`) gives a log-scale above `log(max_scale)` a zero gradient;
+    the trainer clamps the parameter after each update, so it never stays there. With
+    `trainable=False` the scale is wrapped in `stop_gradient` (a frozen temperature, as
+    Nomic's fixed 50 or t5x_retrieval's fixed 100).
 
     Args:
       log_scale: scalar log of the scale (any float dtype; computed in float32).

@@ -9,13 +9,18 @@ Only one process of a job writes (`enabled`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 
 import jax
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
 
 from cpt_jax import files
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsWriter:
@@ -23,22 +28,23 @@ class MetricsWriter:
     `model_dir/metrics.jsonl`, one JSON object per logged step; nothing when not `enabled`.
 
     A resumed run first drops the `metrics.jsonl` lines past its checkpoint `start_step`
-    (logged by the killed run after its last save), so that every step appears once, as in
-    an uninterrupted run.
+    (logged by the killed run after its last save; a last line cut short by the kill
+    included), and tells TensorBoard to purge its events past `start_step`, so that every
+    step appears once, as in an uninterrupted run. Non-finite values are written as `null`
+    (JSON has no NaN).
     """
 
     def __init__(self, model_dir: str, enabled: bool, start_step: int = 0):
         self.enabled = enabled
         if not enabled:
             return
-        from tensorboardX import SummaryWriter
-
-        path = os.path.join(model_dir, "metrics.jsonl")
+        path = os.path.join(model_dir, METRICS_FILE)
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                kept = [line for line in f if json.loads(line)["step"] <= start_step]
+            kept = _lines_up_to(path, start_step)
             files.write_bytes_atomic(path, "".join(kept).encode())
-        self._tb = SummaryWriter(os.path.join(model_dir, "train"))
+        # TensorBoard hides the events of earlier runs from purge_step on (a run killed
+        # before its first checkpoint logged steps from 1).
+        self._tb = SummaryWriter(os.path.join(model_dir, "train"), purge_step=start_step + 1)
         self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, step: int, scalars: dict[str, float]):
@@ -48,13 +54,32 @@ class MetricsWriter:
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, step)
         self._tb.flush()
-        self._jsonl.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        record = {"step": step, **{k: v if math.isfinite(v) else None for k, v in scalars.items()}}
+        self._jsonl.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         self._jsonl.flush()
 
     def close(self):
         if self.enabled:
             self._tb.close()
             self._jsonl.close()
+
+
+def _lines_up_to(path: str, last_step: int) -> list[str]:
+    """The lines of `metrics.jsonl` up to `last_step`; a last line without its newline (a
+    write cut short) is dropped, any other unreadable line is an error naming it."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines) and not line.endswith("\n"):
+            break
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{number}: not a metrics record ({e}); {line[:80]!r}") from e
+        if step <= last_step:
+            kept.append(line)
+    return kept
 
 
 class StepLogger:
@@ -115,8 +140,6 @@ class StepLogger:
 
 
 def _progress_bar(start: int, total: int, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(
         total=total,
         initial=start,

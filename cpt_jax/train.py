@@ -33,6 +33,7 @@ from cpt_jax import checkpoints, files, gin_cli, multihost, partitioning, pretra
 from cpt_jax.metrics_log import StepLogger
 from cpt_jax.models import EncoderConfig
 from cpt_jax.pair_data import PairData
+from cpt_jax.step_guards import NonFiniteGuard, Preempted, PreemptionWatch
 from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
 from cpt_jax.trainer import LossConfig, Trainer, TrainState, make_optimizer
 
@@ -54,6 +55,7 @@ def train(
     grad_cache_chunk_size: int | None = None,
     init_from: str | None = None,
     allow_config_change: bool = False,
+    max_nonfinite_steps: int = 0,
 ) -> TrainState:
     """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
 
@@ -68,7 +70,8 @@ def train(
       7. `_restore_or_initialise`: the checkpoint, or fresh (pretrained) weights.
       8. `_write_run_metadata`: `config.gin`, `model.json` and the vocabulary (process 0).
       9. `_make_batches`: this host's rows of the global batches from the start step on.
-      10. `_train_loop`: step, checkpoint, log (`metrics_log.StepLogger`).
+      10. `_train_loop`: step, non-finite check, log (`metrics_log.StepLogger`),
+          checkpoint; SIGTERM / SIGINT save and stop (`step_guards`).
 
     Args:
       model_dir: where checkpoints, `config.gin`, `model.json` and metrics go.
@@ -92,9 +95,16 @@ def train(
         learning rate, the data, the model...) differ from the directory's `config.gin`;
         the old file is kept as `config.until_step_<N>.gin`. Without it such a resume is
         an error listing the differences (`cpt_jax.resume_check`).
+      max_nonfinite_steps: how many steps with a non-finite loss or gradient norm to skip
+        (their updates are never applied) before stopping; 0 stops at the first.
 
     Returns:
       The final train state.
+
+    Raises:
+      step_guards.NonFiniteError: a non-finite step beyond `max_nonfinite_steps`; no state
+        after the last finite step is saved.
+      step_guards.Preempted: SIGTERM or SIGINT; the step reached was saved.
     """
     # Random bits that shard like the arrays they fill (big_vision's setting).
     jax.config.update("jax_threefry_partitionable", True)
@@ -142,7 +152,8 @@ def train(
             enabled=is_chief,
             progress_bar=progress_bar,
         ) as logger:
-            return _train_loop(trainer, state, batches, ckpt, logger, train_steps)
+            guard = NonFiniteGuard(max_nonfinite_steps)
+            return _train_loop(trainer, state, batches, ckpt, logger, train_steps, guard)
     finally:
         ckpt.close()
 
@@ -258,11 +269,11 @@ def _build_trainer(
 def _restore_or_initialise(
     ckpt: checkpoints.Checkpointer, trainer: Trainer, resume_step, seed, initial, init_from
 ) -> TrainState:
-    """The state at checkpoint `resume_step`; with none, a fresh state from `seed`, its
-    encoder the pretrained `initial`'s when given."""
+    """The state of the newest checkpoint that restores (`resume_step` unless it is damaged);
+    with none, a fresh state from `seed`, its encoder the pretrained `initial`'s when given."""
     if resume_step is not None:
-        state = ckpt.restore(resume_step, trainer.abstract_state)
-        print(f"Resumed from {ckpt.directory} at step {resume_step}", flush=True)
+        step, state = ckpt.restore_latest(trainer.abstract_state)
+        print(f"Resumed from {ckpt.directory} at step {step}", flush=True)
         return state
     state = trainer.init_state(seed)
     if initial is not None:
@@ -333,16 +344,27 @@ def _train_loop(
     ckpt: checkpoints.Checkpointer,
     logger: StepLogger,
     train_steps: int,
+    nonfinite: NonFiniteGuard,
 ) -> TrainState:
-    """Steps from `state` to `train_steps`: a global batch, the step, a checkpoint on the
-    interval (and at the end), the log."""
-    for step in range(int(jax.device_get(state.step)) + 1, train_steps + 1):
-        batch = partitioning.host_local_batch_to_global(next(batches), trainer.mesh)
-        # Implicit host<->device copies inside the step would be silent slowdowns.
-        with jax.transfer_guard("disallow"):
-            state, metrics = trainer.train_step(state, batch)
-        ckpt.save(step, state, force=step == train_steps)
-        logger.step_done(step, metrics)
+    """Steps from `state` to `train_steps`: a global batch, the step, the non-finite check,
+    the log, and a checkpoint on the interval, at the end, or when preempted (then
+    `Preempted` is raised). A step is logged before it is saved, so a kill between the two
+    loses neither (the resumed run logs the steps after its checkpoint again)."""
+    with PreemptionWatch() as preemption:
+        for step in range(int(jax.device_get(state.step)) + 1, train_steps + 1):
+            batch = partitioning.host_local_batch_to_global(next(batches), trainer.mesh)
+            # Implicit host<->device copies inside the step would be silent slowdowns.
+            with jax.transfer_guard("disallow"):
+                state, metrics = trainer.train_step(state, batch)
+            nonfinite.after_step(step, metrics)
+            logger.step_done(step, metrics)
+            preempted = preemption.requested(step)
+            if preempted or step == train_steps or ckpt.should_save(step):
+                nonfinite.check_all()
+                ckpt.save(step, state, force=True)
+            if preempted:
+                ckpt.wait()
+                raise Preempted(step, preemption.signum)
     return state
 
 
@@ -354,7 +376,11 @@ def main(argv: list[str] | None = None) -> None:
     # Before anything touches a device: every host's devices join one job.
     multihost.initialize(args.distributed)
     gin_cli.parse_gin(args.gin_files, args.gin_bindings, args.gin_search_paths)
-    state = train()
+    try:
+        state = train()
+    except Preempted as stop:
+        print(f"Preempted: {stop}", file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
     if jax.process_index() == 0:
         print(f"Finished at step {int(jax.device_get(state.step))}.", flush=True)
 

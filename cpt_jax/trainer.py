@@ -19,6 +19,7 @@ import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -39,6 +40,7 @@ STEP_METRICS = (
     "grad_norm",
     "param_norm",
     "update_norm",
+    "nonfinite",
 )
 
 
@@ -280,23 +282,42 @@ class Trainer:
         dropout_key = jax.random.fold_in(jax.random.key(self.dropout_seed), state.step)
         loss, metrics, grads = self.loss_and_grads(state.params, batch, dropout_key)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = self._clamp_log_scale(optax.apply_updates(state.params, updates))
+        grad_norm, update_norm = optax.global_norm(grads), optax.global_norm(updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
+        # A non-finite step leaves parameters and optimizer state as they were, so no state
+        # that a checkpoint can hold is ever non-finite; the host decides whether to stop.
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (params, opt_state),
+            (state.params, state.opt_state),
+        )
         metrics = {
             **metrics,
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": grad_norm,
             "param_norm": optax.global_norm(state.params["encoder"]),
-            "update_norm": optax.global_norm(updates),
+            "update_norm": update_norm,
+            "nonfinite": (~finite).astype(jnp.float32),
         }
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def _clamp_log_scale(self, params: PyTree) -> PyTree:
+        """`params` with `log_scale <= log(max_logit_scale)`: clamped as a parameter (as CLIP
+        does after each step), not only in the forward pass, where a value above the bound
+        would get a zero gradient and the temperature could never come back down."""
+        bound = np.float32(np.log(self.loss_config.max_logit_scale))
+        return {**params, "log_scale": jnp.minimum(params["log_scale"], bound)}
 
     @functools.cached_property
     def train_step(self):
         """`(state, global_batch) -> (state, metrics)`, jitted with explicit shardings.
 
         `metrics` holds the replicated float32 scalars named in `STEP_METRICS`, of the
-        batch under the parameters the step started from. The state is donated: its
-        buffers are reused for the new state.
+        batch under the parameters the step started from. A step whose loss, gradient norm
+        or update norm is not finite (`metrics['nonfinite'] == 1`) returns the parameters
+        and optimizer state unchanged, with the step counted. The state is donated: its buffers are
+        reused for the new state.
         """
         batch_sharding = partitioning.batch_sharding(self.mesh)
         step = jax.jit(

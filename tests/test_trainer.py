@@ -4,6 +4,7 @@ multi-device equivalence, gradient caching, metrics, optimizer."""
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -405,3 +406,57 @@ def test_step_metrics_come_from_the_loss_pass_plain_and_cached():
     for chunk, metrics in steps.items():
         for name, value in want.items():
             np.testing.assert_allclose(metrics[name], value, rtol=1e-5, err_msg=f"{chunk} {name}")
+
+
+def test_logit_scale_parameter_is_clamped_after_every_update():
+    """CLIP clamps the parameter, not only the forward pass: a log-scale pushed above
+    log(max) would get a zero gradient there and the temperature could never come back."""
+    mesh = partitioning.make_mesh(data=8)
+    # Only the scale moves, by steps that overshoot the bound by far.
+    labels = lambda params: {"encoder": jax.tree.map(lambda _: "frozen", params["encoder"]),
+                             "log_scale": "scale"}  # fmt: skip
+    optimizer = optax.multi_transform({"scale": optax.sgd(1e4), "frozen": optax.set_to_zero()},
+                                      labels)  # fmt: skip
+    trainer = Trainer(
+        model_config=CONFIG,
+        loss_config=LossConfig(initial_logit_scale=99.0, max_logit_scale=100.0),
+        optimizer=optimizer,
+        mesh=mesh,
+        rules=partitioning.logical_axis_rules(),
+    )
+    state = trainer.init_state(seed=0)
+    raw = []
+    for step in range(3):
+        easy = synthetic_batch(step)  # each document is its query: a sharper scale helps
+        easy["documents"] = np.pad(easy["queries"], ((0, 0), (0, 4)))
+        batch = partitioning.host_local_batch_to_global(easy, mesh)
+        state, metrics = trainer.train_step(state, batch)
+        raw.append(float(state.params["log_scale"]))
+    assert max(raw) <= np.float32(np.log(100.0)), raw
+    assert raw[0] == np.float32(np.log(100.0))  # the first update pushed it to the bound
+
+
+def test_a_non_finite_step_leaves_the_state_unchanged():
+    """A step whose update is NaN (here from the learning rate at update 2) applies nothing:
+    parameters and optimizer state stay bit for bit, the step counts, `nonfinite` says so;
+    the other steps are unaffected."""
+    mesh = partitioning.make_mesh(data=8)
+    poisoned = optax.chain(
+        make_optimizer(10, learning_rate=1e-3, warmup_steps=2)[0],
+        optax.scale_by_schedule(lambda count: jnp.where(count == 1, jnp.nan, 1.0)),
+    )
+    trainer = dataclasses.replace(make_trainer(mesh), optimizer=poisoned)
+    state = trainer.init_state(seed=0)
+    flags, snapshots = [], [jax.device_get((state.params, state.opt_state))]
+    for step in range(3):
+        batch = partitioning.host_local_batch_to_global(synthetic_batch(step), mesh)
+        state, metrics = trainer.train_step(state, batch)
+        flags.append(float(metrics["nonfinite"]))
+        snapshots.append(jax.device_get((state.params, state.opt_state)))
+    assert flags == [0.0, 1.0, 1.0]  # the schedule's count stays at 1: the state is rolled back
+    assert int(state.step) == 3
+    for before, after in zip(jax.tree.leaves(snapshots[1]), jax.tree.leaves(snapshots[3])):
+        np.testing.assert_array_equal(before, after)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(snapshots[3]))
+    changed = [not np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, snapshots[:2]))]
+    assert any(changed)  # the first, finite step did update
