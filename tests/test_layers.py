@@ -25,6 +25,7 @@ LAYERS = {
         "cpt_jax.trainer",
         "cpt_jax.grad_cache",
         "cpt_jax.metrics_log",
+        "cpt_jax.step_guards",
         "cpt_jax.checkpoints",
         "cpt_jax.resume_check",
         "cpt_jax.embed",
