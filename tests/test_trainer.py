@@ -162,12 +162,10 @@ def test_step_is_deterministic_and_dropout_keys_follow_the_step():
     trainer = make_trainer(mesh)
     state = trainer.init_state(seed=0)
     batch = partitioning.host_local_batch_to_global(synthetic_batch(0), mesh)
-    loss_at = lambda step: float(
-        trainer.loss_and_metrics(state.params, batch, jax.random.fold_in(jax.random.key(3), step))[
-            0
-        ]
-    )
-    assert loss_at(0) != loss_at(1)
+    loss = jax.jit(lambda step: trainer.loss_and_metrics(
+        state.params, batch, jax.random.fold_in(jax.random.key(3), step))[0])  # fmt: skip
+    with jax.set_mesh(mesh):
+        assert float(loss(0)) != float(loss(1))
 
 
 def test_frozen_temperature_stays_fixed():
