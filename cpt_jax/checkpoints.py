@@ -31,6 +31,8 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from cpt_jax import files
+from cpt_jax.models import EncoderConfig
+from cpt_jax.tokenization import Tokenizer, load_tokenizer
 
 PyTree = Any
 CONFIG_FILE = "config.gin"
@@ -197,13 +199,24 @@ def latest_saved_step(model_dir: str) -> int:
 
 
 def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = None) -> PyTree:
-    """Restores only the `params` item (the latest step unless given) onto `abstract_params`."""
+    """Restores only the `params` item (the latest step unless given) onto `abstract_params`.
+
+    Raises `ModelDirectoryError` naming the checkpoint when it does not restore (a damaged
+    or missing file, shapes that are not the model's), `FileNotFoundError` when there is no
+    checkpoint.
+    """
     manager = _params_manager(model_dir, create=False)
     try:
         step = _latest_finished_step(manager, model_dir) if step is None else step
-        restored = manager.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
-        )
+        try:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
+            )
+        except Exception as e:  # noqa: BLE001 (Orbax and TensorStore raise many kinds)
+            where = os.path.join(model_dir, CHECKPOINT_SUBDIR, str(step))
+            raise ModelDirectoryError(
+                f"{where}: the parameters do not restore ({type(e).__name__}: {e})"[:2000]
+            ) from e
         return restored.params
     finally:
         manager.close()
@@ -249,19 +262,86 @@ def write_model_metadata(
     files.write_json_atomic(os.path.join(model_dir, MODEL_METADATA_FILE), metadata)
 
 
+class ModelDirectoryError(ValueError):
+    """A model directory that cannot be used as it is; the message names the file."""
+
+
 def read_model_metadata(model_dir: str) -> dict:
-    """Reads `model.json`, with errors that name the file and the missing field."""
+    """Reads `model.json`, checked: errors name the file and the field.
+
+    Raises:
+      FileNotFoundError: no `model.json`.
+      ModelDirectoryError: invalid JSON or UTF-8, a missing field or one of the wrong type, a
+        `vocabulary_file` outside the directory.
+    """
     path = os.path.join(model_dir, MODEL_METADATA_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{model_dir} is not a cpt-jax model directory: {MODEL_METADATA_FILE} is missing"
         )
-    with open(path, encoding="utf-8") as f:
-        try:
+    try:
+        with open(path, encoding="utf-8") as f:
             meta = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON ({e})") from e
-    for field in ("model_config", "vocabulary_file", "sequence_lengths", "delimiters"):
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelDirectoryError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ModelDirectoryError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    for field, kind in _METADATA_FIELDS.items():
         if field not in meta:
-            raise ValueError(f"{path}: missing field {field!r}")
+            raise ModelDirectoryError(f"{path}: missing field {field!r}")
+        if not isinstance(meta[field], kind):
+            raise ModelDirectoryError(
+                f"{path}: field {field!r} must be {kind.__name__}, got {type(meta[field]).__name__}"
+            )
+    for side in ("queries", "documents"):
+        length = meta["sequence_lengths"].get(side)
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ModelDirectoryError(
+                f"{path}: sequence_lengths.{side} must be a positive integer, got {length!r}"
+            )
+    model_file(model_dir, meta["vocabulary_file"])  # confined, or an error now
     return meta
+
+
+_METADATA_FIELDS = {
+    "model_config": dict,
+    "vocabulary_file": str,
+    "sequence_lengths": dict,
+    "delimiters": dict,
+}
+
+
+def model_file(model_dir: str, name: str) -> str:
+    """The path of `name` (a file named by `model.json`) inside `model_dir`; an error if it
+    would lead outside it (an absolute path, `..`, a symbolic link out)."""
+    root = os.path.realpath(model_dir)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.isabs(name) or os.path.commonpath([root, path]) != root or path == root:
+        raise ModelDirectoryError(
+            f"{os.path.join(model_dir, MODEL_METADATA_FILE)}: {name!r} is not a file inside "
+            f"{model_dir}"
+        )
+    return path
+
+
+def load_model_files(model_dir: str) -> tuple[dict, EncoderConfig, Tokenizer]:
+    """`(metadata, encoder config, tokenizer)` of a model directory, checked against each
+    other: a vocabulary with more ids than the embedding table would look up rows that do
+    not exist (`jnp.take` fills them with NaN)."""
+    meta = read_model_metadata(model_dir)
+    where = os.path.join(model_dir, MODEL_METADATA_FILE)
+    try:
+        config = EncoderConfig.from_dict(meta["model_config"])
+    except ValueError as e:
+        raise ModelDirectoryError(f"{where}: model_config: {e}") from e
+    vocabulary = model_file(model_dir, meta["vocabulary_file"])
+    try:
+        tokenizer = load_tokenizer(vocabulary)
+    except (OSError, ValueError) as e:
+        raise ModelDirectoryError(str(e)) from e
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelDirectoryError(
+            f"{vocabulary} has {tokenizer.vocab_size} tokens but {where} gives the embedding "
+            f"table {config.vocab_size} rows (model_config.vocab_size)"
+        )
+    return meta, config, tokenizer

@@ -24,6 +24,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from cpt_jax import checkpoints, files
 from cpt_jax.models import Encoder, EncoderConfig
-from cpt_jax.tokenization import Tokenizer, load_tokenizer
+from cpt_jax.tokenization import Tokenizer
 
 KINDS = ("query", "document")
 # Batches are trimmed to the longest row, rounded up to one of these lengths, so that short
@@ -73,8 +74,7 @@ class Embedder:
             "document": int(sequence_lengths["documents"]),
         }
         self._params = encoder_params
-        model = Encoder(model_config)
-        self._apply = jax.jit(lambda p, t: model.apply({"params": p}, t, deterministic=True))
+        self._apply = _jitted_apply(model_config)
 
     @property
     def dim(self) -> int:
@@ -93,9 +93,7 @@ class Embedder:
         are stored in it (see `cpt_jax.checkpoints`). Pretrained weights converted with
         `python -m cpt_jax.pretrained` load the same way.
         """
-        meta = checkpoints.read_model_metadata(model_dir)
-        config = EncoderConfig.from_dict(meta["model_config"])
-        tokenizer = load_tokenizer(os.path.join(model_dir, meta["vocabulary_file"]))
+        meta, config, tokenizer = checkpoints.load_model_files(model_dir)
         params = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
         return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
 
@@ -124,12 +122,33 @@ class Embedder:
             tokens = _trim_to_bucket(tokens, max_length)
             # Pad the last batch to the full batch size so its shape is compiled only once;
             # all-padding rows are computed and dropped.
+            if tokens.size and (tokens.max() >= self.model_config.vocab_size or tokens.min() < 0):
+                raise ValueError(
+                    f"token ids up to {tokens.max()} for an embedding table of "
+                    f"{self.model_config.vocab_size} rows: the vocabulary is not this model's"
+                )
             padded = np.zeros((batch_size, tokens.shape[1]), np.int32)
             padded[: len(chunk)] = tokens
             out[start : start + len(chunk)] = np.asarray(self._apply(self._params, padded))[
                 : len(chunk)
             ]
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if bad.size:
+            raise FloatingPointError(
+                f"the model gives non-finite embeddings for {bad.size} of {len(texts)} texts "
+                f"(first: texts[{bad[0]}]): its parameters are damaged"
+            )
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(config: EncoderConfig):
+    """The jitted forward pass of one architecture, shared by its Embedders (a reloaded model
+    compiles nothing)."""
+    model = Encoder(config)
+    return jax.jit(
+        lambda params, tokens: model.apply({"params": params}, tokens, deterministic=True)
+    )
 
 
 def _trim_to_bucket(tokens: np.ndarray, max_length: int) -> np.ndarray:
@@ -179,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         texts = read_jsonl_field(args.input, args.field)
         embedder = Embedder.from_checkpoint(args.checkpoint)
-    except (OSError, ValueError) as e:
+        embeddings = embedder.encode(texts, kind=args.kind, batch_size=args.batch_size)
+        with files.atomic_open(args.output, "wb") as f:
+            np.save(f, embeddings)
+    except (OSError, ValueError, FloatingPointError) as e:  # ModelDirectoryError included
         print(f"error: {e}", file=sys.stderr)
         return 2
-    embeddings = embedder.encode(texts, kind=args.kind, batch_size=args.batch_size)
-    np.save(args.output, embeddings)
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}")
     return 0
 

@@ -4,9 +4,14 @@ the line and the field. Standard library only (no tensorflow, no orbax)."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
+import re
+import secrets
+import socket
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -15,9 +20,11 @@ from typing import IO, Any
 def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
     """Opens a temporary file beside `path` and renames it over `path` on success.
 
-    Readers never see a half-written file, and a crash leaves the old one in place.
+    Readers never see a half-written file, and a crash leaves the old one in place. The
+    temporary name is unique per host, process and call (`temporary_name`), so that hosts
+    writing beside each other on a shared file system never share one.
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = temporary_name(path)
     encoding = None if "b" in mode else "utf-8"
     try:
         with open(tmp, mode, encoding=encoding) as f:
@@ -26,6 +33,16 @@ def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+TEMPORARY_MARK = ".tmp."
+
+
+def temporary_name(path: str) -> str:
+    """`path.tmp.<host>.<pid>.<random>`: a name beside `path` that no other writer uses
+    (two containers on two hosts may have the same pid)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+    return f"{path}{TEMPORARY_MARK}{host}.{os.getpid()}.{secrets.token_hex(4)}"
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -41,32 +58,55 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def iter_records(path: str, required: Sequence[str] = ()) -> Iterator[tuple[int, dict]]:
-    """Yields `(line_number, record)` for every non-blank line of a JSONL file.
+    """Yields `(line_number, record)` for every non-blank line of a JSONL file (plain or
+    `.gz`).
 
     Raises:
       OSError: the file cannot be opened (the message names it).
       ValueError: `path:line: invalid JSON`, `path:line: missing field 'x'` (also for a line
-        that is not a JSON object), or `path: not valid UTF-8`.
+        that is not a JSON object), `path:line: not valid UTF-8`, or damaged gzip data.
     """
+    for line_number, raw in raw_lines(path):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{path}:{line_number}: not valid UTF-8 ({e.reason} at byte {e.start})"
+            ) from e
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg})") from e
+        for field in required:
+            if not isinstance(record, dict) or field not in record:
+                raise ValueError(f"{path}:{line_number}: missing field {field!r}")
+        yield line_number, record
+
+
+def raw_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """`(line_number, line as bytes)` of a plain or gzipped (`.gz`) file, streamed.
+
+    Raises:
+      OSError: the file cannot be opened (the message names it).
+      ValueError: a damaged or truncated gzip stream, naming the file and the line it
+        stopped at (gzip and zlib raise EOFError or their own errors, which name nothing).
+    """
+    opener = gzip.open if path.endswith(".gz") else open
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+        f = opener(path, "rb")
     except OSError as e:
         raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
+    line_number = 0
     with f:
         try:
             for line_number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{line_number}: invalid JSON ({e.msg})") from e
-                for field in required:
-                    if not isinstance(record, dict) or field not in record:
-                        raise ValueError(f"{path}:{line_number}: missing field {field!r}")
-                yield line_number, record
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+                yield line_number, line
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise ValueError(
+                f"{path}: damaged or truncated gzip data after line {line_number} ({e})"
+            ) from e
 
 
 def sha256_of(path: str) -> str:

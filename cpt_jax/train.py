@@ -223,9 +223,8 @@ def _pretrained_vocabulary_path(model_dir: str, initial) -> str:
     (process 0, the others wait), or, with `initial` None (a resumed run), where the first
     run saved it."""
     if initial is None:
-        return os.path.join(
-            model_dir, checkpoints.read_model_metadata(model_dir)["vocabulary_file"]
-        )
+        name = checkpoints.read_model_metadata(model_dir)["vocabulary_file"]
+        return checkpoints.model_file(model_dir, name)
     path = os.path.join(model_dir, VOCABULARY_FILES[type(initial.tokenizer)])
     if jax.process_index() == 0:
         files.write_bytes_atomic(path, initial.tokenizer.serialized_model)

@@ -40,7 +40,6 @@ import numpy as np  # noqa: E402
 
 from cpt_jax import checkpoints, files, pretrained
 from cpt_jax.embed import abstract_saved_params
-from cpt_jax.models import EncoderConfig
 
 PyTree = Any
 
@@ -134,7 +133,7 @@ def interpolate_model_dir(
             "unfinished output (or another run's); delete it or choose another --output"
         )
     _check_alpha(alpha)
-    meta = checkpoints.read_model_metadata(model_dir)
+    meta, config, _ = checkpoints.load_model_files(model_dir)
     recorded = meta.get("initialized_from") or {}
     if start is None:
         start = recorded.get("init_from")
@@ -143,7 +142,6 @@ def interpolate_model_dir(
                 f"{model_dir}/{checkpoints.MODEL_METADATA_FILE} records no INIT_FROM "
                 "(initialized_from.init_from): name the start model"
             )
-    config = EncoderConfig.from_dict(meta["model_config"])
     initial = pretrained.load(start)
     if start == recorded.get("init_from"):
         for key in ("safetensors_sha256", "sha256"):  # the weights' and the wheel's hashes
@@ -157,7 +155,7 @@ def interpolate_model_dir(
     if differing:
         listed = ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in differing.items())
         raise ValueError(f"{model_dir} and {start} have different architectures ({listed})")
-    vocabulary_path = os.path.join(model_dir, meta["vocabulary_file"])
+    vocabulary_path = checkpoints.model_file(model_dir, meta["vocabulary_file"])
     with open(vocabulary_path, "rb") as f:
         if f.read() != initial.tokenizer.serialized_model:
             raise ValueError(
@@ -175,7 +173,7 @@ def interpolate_model_dir(
         "start": {"init_from": start, **initial.source},
     }
     os.makedirs(output_dir, exist_ok=True)
-    shutil.copyfile(vocabulary_path, os.path.join(output_dir, meta["vocabulary_file"]))
+    shutil.copyfile(vocabulary_path, checkpoints.model_file(output_dir, meta["vocabulary_file"]))
     config_gin = os.path.join(model_dir, checkpoints.CONFIG_FILE)
     if os.path.exists(config_gin):  # the fine-tuning run's operative config, for provenance
         shutil.copyfile(config_gin, os.path.join(output_dir, checkpoints.CONFIG_FILE))

@@ -17,7 +17,6 @@ code, up to whitespace, seen before).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 from collections import Counter
@@ -29,16 +28,6 @@ from data_pipelines.python_code import first_paragraph
 
 PARTITIONS = {"train": "train", "valid": "validation", "test": "test"}
 REQUIRED_FIELDS = ("docstring", "code", "partition")
-
-
-def _lines(path: str) -> Iterable[tuple[int, bytes]]:
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        f = opener(path, "rb")
-    except OSError as e:
-        raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
-    with f:
-        yield from enumerate(f, start=1)
 
 
 class CodeSearchNetBuilder(corpus.Builder):
@@ -60,7 +49,7 @@ class CodeSearchNetBuilder(corpus.Builder):
 
     def extract(self, unit: corpus.Unit, skipped: Counter) -> Iterator[dict]:
         path = unit.payload
-        for line_number, raw in _lines(path):
+        for line_number, raw in files.raw_lines(path):
             if not raw.strip():
                 continue
             try:

@@ -240,7 +240,7 @@ class _ShardWriter:
 
         name = f"{self.split}-{len(self.shards):05d}.tfrecord"
         path = os.path.join(self.out_dir, name)
-        tmp = f"{path}.tmp.{os.getpid()}"
+        tmp = files.temporary_name(path)
         digest = hashlib.sha256()
         try:
             with tf.io.TFRecordWriter(tmp) as writer:
@@ -457,19 +457,63 @@ def read_manifest(data_dir: str) -> dict:
             f"{path}: no manifest, so {data_dir} is not a finished corpus "
             "(build it with `python -m data_pipelines.build <corpus> --out_dir ...`)"
         )
-    with open(path) as f:
-        manifest = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a JSON object")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for field, kind in (("schema", dict), ("shards", dict), ("counts", dict)):
+        if not isinstance(manifest.get(field), kind):
+            raise ValueError(f"{path}: field {field!r} is missing or not a {kind.__name__}")
     return manifest
 
 
 def split_files(data_dir: str, split: str) -> list[str]:
-    """The shard paths of one split, in order (errors name the corpus and the split)."""
+    """The shard paths of one split, in order (errors name the corpus and the split).
+
+    Each shard's sha256 is checked against the manifest the first time this process lists
+    it (again if the file changes): a damaged, truncated or foreign shard is an error naming
+    it, not records silently lost or changed. Hashing runs at disk speed, once.
+    """
     manifest = read_manifest(data_dir)
-    if split not in manifest["shards"]:
-        raise ValueError(f"{data_dir}: no {split!r} split (it has {sorted(manifest['shards'])})")
-    return [os.path.join(data_dir, s["file"]) for s in manifest["shards"][split]]
+    shards = manifest["shards"]
+    if not isinstance(shards, dict) or split not in shards:
+        listed = sorted(shards) if isinstance(shards, dict) else shards
+        raise ValueError(f"{data_dir}: no {split!r} split (it has {listed})")
+    where = os.path.join(data_dir, MANIFEST)
+    paths = []
+    for number, shard in enumerate(shards[split]):
+        name = shard.get("file") if isinstance(shard, dict) else None
+        if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+            raise ValueError(f"{where}: shards.{split}[{number}] has no plain file name")
+        paths.append(os.path.join(data_dir, name))
+        _verify_shard(paths[-1], shard.get("sha256"), where)
+    return paths
+
+
+_VERIFIED_SHARDS: set[tuple] = set()
+
+
+def _verify_shard(path: str, expected: str | None, manifest_path: str) -> None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing (listed in {manifest_path})") from None
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, expected)
+    if key in _VERIFIED_SHARDS:
+        return
+    actual = files.sha256_of(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path}: sha256 {actual[:16]}... is not the {str(expected)[:16]}... that "
+            f"{manifest_path} records: the shard is damaged or from another build; rebuild "
+            "the corpus"
+        )
+    _VERIFIED_SHARDS.add(key)
 
 
 def feature_spec(schema: dict[str, str]) -> dict:

@@ -27,7 +27,6 @@ CLI:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
@@ -72,35 +71,33 @@ def _iter_jsonl(
     path: str, text_field: str, id_field: str | None, skipped: Counter
 ) -> Iterator[tuple[str, str]]:
     """`(doc_id, text)` of each usable line; bad lines are counted by reason."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        for line_number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                skipped["non_utf8_line"] += 1
-                continue
-            except json.JSONDecodeError:
-                skipped["invalid_json"] += 1
-                continue
-            if not isinstance(record, dict) or text_field not in record:
-                skipped["missing_text_field"] += 1
-                continue
-            if not isinstance(record[text_field], str):
-                skipped["non_string_text"] += 1
-                continue
-            if id_field is None:
-                doc_id = f"{os.path.basename(path)}:{line_number}"
-            elif isinstance(record.get(id_field), str | int) and not isinstance(
-                record.get(id_field), bool
-            ):
-                doc_id = str(record[id_field])
-            else:
-                skipped["missing_id_field"] += 1
-                continue
-            yield doc_id, record[text_field]
+    for line_number, raw in files.raw_lines(path):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            skipped["non_utf8_line"] += 1
+            continue
+        except json.JSONDecodeError:
+            skipped["invalid_json"] += 1
+            continue
+        if not isinstance(record, dict) or text_field not in record:
+            skipped["missing_text_field"] += 1
+            continue
+        if not isinstance(record[text_field], str):
+            skipped["non_string_text"] += 1
+            continue
+        if id_field is None:
+            doc_id = f"{os.path.basename(path)}:{line_number}"
+        elif isinstance(record.get(id_field), str | int) and not isinstance(
+            record.get(id_field), bool
+        ):
+            doc_id = str(record[id_field])
+        else:
+            skipped["missing_id_field"] += 1
+            continue
+        yield doc_id, record[text_field]
 
 
 def _files_under(directory: str) -> list[str]:

@@ -40,7 +40,7 @@ def test_read_jsonl_field_unreadable_and_non_utf8(tmp_path):
         embed.read_jsonl_field(str(tmp_path / "missing.jsonl"), "text")
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"text": "caf\xe9"}\n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl: not valid UTF-8"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: not valid UTF-8"):
         embed.read_jsonl_field(str(bad), "text")
 
 

@@ -424,6 +424,16 @@ def test_config_round_trip_and_errors():
         EncoderConfig(pooling="cls")
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
         EncoderConfig.from_dict({**CAUSAL.to_dict(), "colour": 1})
+    without_causal = {k: v for k, v in CAUSAL.to_dict().items() if k != "causal"}
+    with pytest.raises(ValueError, match=r"missing fields \['causal'\]"):
+        EncoderConfig.from_dict(without_causal)  # a default would change the model silently
+    with pytest.raises(ValueError, match=r"d_model must be int, got str '16'"):
+        EncoderConfig.from_dict({**CAUSAL.to_dict(), "d_model": "16"})
+    with pytest.raises(ValueError, match=r"causal must be bool, got int 1"):
+        EncoderConfig.from_dict({**CAUSAL.to_dict(), "causal": 1})
+    with pytest.raises(ValueError, match=r"num_layers must be int, got bool"):
+        EncoderConfig.from_dict({**CAUSAL.to_dict(), "num_layers": True})
+    assert EncoderConfig.from_dict({**CAUSAL.to_dict(), "layer_norm_eps": 1}).layer_norm_eps == 1
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         EncoderConfig(d_model=30, num_heads=4)
     with pytest.raises(ValueError, match="pooling must be one of"):

@@ -17,6 +17,16 @@ DTYPES = ("float32", "bfloat16", "float16")
 TRAINING_ONLY_FIELDS = ("dropout_rate", "dtype", "remat")
 
 
+# The JSON types a stored config's fields may hold (field annotations are strings here).
+_FIELD_TYPES = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "int | None": (int, type(None)),
+}
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -115,9 +125,20 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> EncoderConfig:
-        """Inverse of `to_dict`; unknown keys are an error (a config from another version)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"EncoderConfig: unknown fields {unknown}")
+        """Inverse of `to_dict` (a stored config): every field must be there with a value of
+        its type; unknown or missing fields are errors (a default would silently change the
+        model)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(values) - set(fields)), sorted(set(fields) - set(values))
+        if unknown or missing:
+            raise ValueError(f"EncoderConfig: unknown fields {unknown}, missing fields {missing}")
+        for name, value in values.items():
+            expected = _FIELD_TYPES[fields[name].type]
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and bool not in expected
+            ):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+                raise ValueError(
+                    f"EncoderConfig.{name} must be {names}, got {type(value).__name__} {value!r}"
+                )
         return cls(**values)

@@ -9,19 +9,12 @@ the file.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
 from collections import Counter
 from collections.abc import Iterator
 
-
-def _open(path: str):
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        return opener(path, "rb")
-    except OSError as e:
-        raise OSError(f"{path}: cannot read input file ({e.strerror or e})") from e
+from cpt_jax import files
 
 
 def require(path: str, what: str) -> str:
@@ -37,16 +30,15 @@ def text_lines(path: str, role: str, skipped: Counter) -> Iterator[tuple[int, st
     Streams the file (plain or .gz). A line that is not UTF-8 is counted as
     `{role}_non_utf8` and left out.
     """
-    with _open(path) as f:
-        for line_number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                skipped[f"{role}_non_utf8"] += 1
-                continue
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield line_number, line
+    for line_number, raw in files.raw_lines(path):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            skipped[f"{role}_non_utf8"] += 1
+            continue
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line_number, line
 
 
 def json_objects(path: str, role: str, skipped: Counter) -> Iterator[tuple[int, dict]]:
