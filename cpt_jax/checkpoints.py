@@ -9,6 +9,7 @@ Layout of a model directory:
       spm.model              the vocabulary: SentencePiece, or `tokenizer.json` (pretrained)
       checkpoints/<step>/    Orbax items `params` (encoder + log_scale) and `opt_state`
       metrics.jsonl          one JSON object per logged step
+      checkpoint_digests/<step>.sha256   digest of a finished checkpoint's parameters
       unrestorable_checkpoints/<step>/   checkpoints that failed to restore, set aside
 
 Parameters and optimizer state are separate items so that inference restores the
@@ -40,6 +41,7 @@ MODEL_METADATA_FILE = "model.json"
 VOCABULARY_FILE = "spm.model"
 CHECKPOINT_SUBDIR = "checkpoints"
 UNRESTORABLE_SUBDIR = "unrestorable_checkpoints"
+DIGESTS_SUBDIR = "checkpoint_digests"
 
 
 class Checkpointer:
@@ -82,6 +84,9 @@ class Checkpointer:
         The save is asynchronous: it returns once the arrays are copied off the devices, and
         the step counts as saved (`latest_step`) only when it is complete on disk.
         """
+        if jax.process_index() == 0 and (force or self.should_save(step)):
+            # A digest of an earlier save of this step (one set aside) would not match.
+            _remove_digests(os.path.dirname(self.directory), lambda saved: saved == step)
         return self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -120,6 +125,7 @@ class Checkpointer:
         failures = []
         for step in sorted(self._manager.all_steps(), reverse=True):
             try:
+                verify_params_digest(os.path.dirname(self.directory), step)
                 state = self.restore(step, abstract_state)
                 error = None
             except Exception as e:  # noqa: BLE001 (what a damaged checkpoint raises varies)
@@ -159,7 +165,13 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self):
+        """Waits for the last save, records the digests of the finished checkpoints'
+        parameters (`write_params_digests`) and closes."""
         self._manager.wait_until_finished()
+        if jax.process_index() == 0:
+            model_dir, steps = os.path.dirname(self.directory), self._manager.all_steps()
+            _remove_digests(model_dir, lambda step: step not in steps)
+            write_params_digests(model_dir, steps)
         self._manager.close()
 
 
@@ -189,6 +201,48 @@ def _latest_finished_step(manager: ocp.CheckpointManager, model_dir: str) -> int
     return step
 
 
+def _params_digest(model_dir: str, step: int) -> str:
+    """One sha256 over the files of checkpoint `step`'s `params` item."""
+    params_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR, str(step), "params")
+    if not os.path.isdir(params_dir):
+        raise ModelDirectoryError(f"{params_dir}: missing")
+    return files.tree_sha256(params_dir)
+
+
+def _remove_digests(model_dir: str, which) -> None:
+    directory = os.path.join(model_dir, DIGESTS_SUBDIR)
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        stem = name.removesuffix(".sha256")
+        if stem.isdigit() and which(int(stem)):
+            os.remove(os.path.join(directory, name))
+
+
+def write_params_digests(model_dir: str, steps) -> None:
+    """Writes `DIGESTS_SUBDIR/<step>.sha256` for each finished step that has none: Orbax
+    checks no checksums, so a flipped bit in a tensor file would otherwise load as a
+    silently different model (`restore_params` verifies them)."""
+    for step in steps:
+        path = os.path.join(model_dir, DIGESTS_SUBDIR, f"{step}.sha256")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            files.write_bytes_atomic(path, _params_digest(model_dir, step).encode())
+
+
+def verify_params_digest(model_dir: str, step: int) -> None:
+    """Checks checkpoint `step`'s parameters against their recorded digest, if there is
+    one (a run killed before its end has not written it yet)."""
+    path = os.path.join(model_dir, DIGESTS_SUBDIR, f"{step}.sha256")
+    if not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        recorded = f.read().decode("ascii", errors="replace").strip()
+    if _params_digest(model_dir, step) != recorded:
+        raise ModelDirectoryError(
+            f"{os.path.join(model_dir, CHECKPOINT_SUBDIR, str(step))}: the parameters' files "
+            f"do not match their digest in {path}: the checkpoint is damaged"
+        )
+
+
 def latest_saved_step(model_dir: str) -> int:
     """The newest finished checkpoint step of `model_dir`."""
     manager = _params_manager(model_dir, create=False)
@@ -208,6 +262,7 @@ def restore_params(model_dir: str, abstract_params: PyTree, step: int | None = N
     manager = _params_manager(model_dir, create=False)
     try:
         step = _latest_finished_step(manager, model_dir) if step is None else step
+        verify_params_digest(model_dir, step)
         try:
             restored = manager.restore(
                 step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
@@ -231,6 +286,7 @@ def save_params(model_dir: str, step: int, params: PyTree) -> None:
     finally:
         manager.wait_until_finished()
         manager.close()
+    write_params_digests(model_dir, [step])
 
 
 def write_model_metadata(
