@@ -64,8 +64,9 @@ def parse_args(
     group.add_argument(
         "--heartbeat_timeout",
         type=int,
-        default=100,
-        help="seconds after which a silent peer is declared dead and the job stops",
+        default=multihost.DEFAULT_HEARTBEAT_TIMEOUT_S,
+        help="seconds after which a silent peer (dead, stopped, cut off) is declared dead and "
+        "every process stops with an error naming it",
     )
     args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
     bindings = list(args.gin_bindings)

@@ -24,6 +24,10 @@ from jax.sharding import Mesh
 
 from cpt_jax import partitioning
 
+# JAX's default is 100 s. A minute is long enough for a busy host's heartbeat thread (a C++
+# thread: a Python stall does not stop it) and stops a job with a lost host sooner.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 60
+
 
 @dataclasses.dataclass(frozen=True)
 class DistributedOptions:
@@ -42,7 +46,7 @@ class DistributedOptions:
     process_count: int
     process_index: int
     initialization_timeout_s: int = 300
-    heartbeat_timeout_s: int = 100
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
 
     def __post_init__(self):
         if self.process_count < 1:

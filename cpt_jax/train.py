@@ -36,6 +36,7 @@ from cpt_jax.pair_data import PairData
 from cpt_jax.step_guards import NonFiniteGuard, Preempted, PreemptionWatch
 from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
 from cpt_jax.trainer import LossConfig, Trainer, TrainState, make_optimizer
+from cpt_jax.watchdog import PeerMonitor, StepWatchdog
 
 
 @gin.configurable
@@ -56,6 +57,7 @@ def train(
     init_from: str | None = None,
     allow_config_change: bool = False,
     max_nonfinite_steps: int = 0,
+    step_timeout_seconds: float | None = None,
 ) -> TrainState:
     """Trains a contrastive encoder, resuming from the latest checkpoint in `model_dir`.
 
@@ -71,7 +73,8 @@ def train(
       8. `_write_run_metadata`: `config.gin`, `model.json` and the vocabulary (process 0).
       9. `_make_batches`: this host's rows of the global batches from the start step on.
       10. `_train_loop`: step, non-finite check, log (`metrics_log.StepLogger`),
-          checkpoint; SIGTERM / SIGINT save and stop (`step_guards`).
+          checkpoint; SIGTERM / SIGINT save and stop (`step_guards`); the peers' progress
+          and the step watchdog (`watchdog`).
 
     Args:
       model_dir: where checkpoints, `config.gin`, `model.json` and metrics go.
@@ -97,6 +100,10 @@ def train(
         an error listing the differences (`cpt_jax.resume_check`).
       max_nonfinite_steps: how many steps with a non-finite loss or gradient norm to skip
         (their updates are never applied) before stopping; 0 stops at the first.
+      step_timeout_seconds: stop the process (exit status 124, with every process's
+        progress and every thread's stack on stderr) when no step finishes for this long
+        after the first: a hang inside a collective. None: wait forever. Dead or stopped
+        peers are caught sooner by the heartbeat timeout (`--heartbeat_timeout`).
 
     Returns:
       The final train state.
@@ -114,10 +121,13 @@ def train(
     is_chief = jax.process_index() == 0
 
     mesh, rules = _set_up_mesh(batch_size)
+    peers = PeerMonitor.for_this_job()
     ckpt = checkpoints.Checkpointer(
         model_dir, save_interval_steps=checkpoint_every_steps, max_to_keep=keep_checkpoints
     )
     try:
+        if peers is not None:
+            peers.start()
         resume_step = ckpt.latest_step()
         initial = None
         if init_from is not None and resume_step is None:
@@ -153,8 +163,20 @@ def train(
             progress_bar=progress_bar,
         ) as logger:
             guard = NonFiniteGuard(max_nonfinite_steps)
-            return _train_loop(trainer, state, batches, ckpt, logger, train_steps, guard)
+            watchdog = StepWatchdog(step_timeout_seconds, peers and peers.describe)
+            with watchdog:
+                return _train_loop(
+                    trainer, state, batches, ckpt, logger, train_steps, guard, watchdog, peers
+                )
+    except Exception as error:
+        if peers is not None and not isinstance(error, Preempted):
+            # A collective that failed says little about why: name the silent peer.
+            peers.wait_for_signs_of_life(1.5 * peers.interval_s)
+            print(f"Where each process was:\n{peers.describe()}", file=sys.stderr, flush=True)
+        raise
     finally:
+        if peers is not None:
+            peers.stop()
         ckpt.close()
 
 
@@ -344,14 +366,20 @@ def _train_loop(
     logger: StepLogger,
     train_steps: int,
     nonfinite: NonFiniteGuard,
+    watchdog: StepWatchdog,
+    peers: PeerMonitor | None,
 ) -> TrainState:
     """Steps from `state` to `train_steps`: a global batch, the step, the non-finite check,
     the log, and a checkpoint on the interval, at the end, or when preempted (then
     `Preempted` is raised). A step is logged before it is saved, so a kill between the two
-    loses neither (the resumed run logs the steps after its checkpoint again)."""
+    loses neither (the resumed run logs the steps after its checkpoint again). `peers`
+    (multi-process) hears what the loop is doing, `watchdog` when a step is done."""
+    progress = peers.set_progress if peers is not None else lambda step, doing: None
     with PreemptionWatch() as preemption:
         for step in range(int(jax.device_get(state.step)) + 1, train_steps + 1):
+            progress(step, "reading its batch")
             batch = partitioning.host_local_batch_to_global(next(batches), trainer.mesh)
+            progress(step, "computing the step")
             # Implicit host<->device copies inside the step would be silent slowdowns.
             with jax.transfer_guard("disallow"):
                 state, metrics = trainer.train_step(state, batch)
@@ -359,8 +387,10 @@ def _train_loop(
             logger.step_done(step, metrics)
             preempted = preemption.requested(step)
             if preempted or step == train_steps or ckpt.should_save(step):
+                progress(step, "saving a checkpoint")
                 nonfinite.check_all()
                 ckpt.save(step, state, force=True)
+            watchdog.step_done(step)
             if preempted:
                 ckpt.wait()
                 raise Preempted(step, preemption.signum)

@@ -2,7 +2,8 @@
 
 A corpus directory (`data/<corpus>/` by default) holds
 
-    manifest.json                  counts, schema, shards with sha256, skip reasons, sources
+    manifest.json                  counts, schema, shards with sha256, skip reasons, sources,
+                                   and its own sha256 (an edited manifest is an error)
     train-00000.tfrecord ...       tf.train.Example records, `records_per_shard` per file
     validation-00000.tfrecord ...
     .units/<fingerprint>/          one cached extraction per unit (what makes a build resumable)
@@ -50,6 +51,7 @@ from cpt_jax.tokenization import text_id
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"
 FORMAT = "cpt_jax.pairs.tfrecord.v1"
 DEFAULT_RECORDS_PER_SHARD = 20_000
 # Bump when the merge (de-duplication, splits, ids) changes: finished corpora are re-merged.
@@ -416,6 +418,7 @@ def build(
         "excluded_held_out_of": exclusions,
         "source": builder.description(),
     }
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     files.write_json_atomic(os.path.join(out_dir, MANIFEST), manifest)
     current = {s["file"] for split_shards in shards.values() for s in split_shards}
     for path in glob.glob(os.path.join(out_dir, "*.tfrecord")):
@@ -469,7 +472,21 @@ def read_manifest(data_dir: str) -> dict:
     for field, kind in (("schema", dict), ("shards", dict), ("counts", dict)):
         if not isinstance(manifest.get(field), kind):
             raise ValueError(f"{path}: field {field!r} is missing or not a {kind.__name__}")
+    # Absent in corpora built before the digest existed: those are read unchecked.
+    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
+        raise ValueError(
+            f"{path}: the content does not match its {MANIFEST_DIGEST} (the file was edited "
+            "or damaged: its schema or shard list cannot be trusted); rebuild the corpus"
+        )
     return manifest
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON, its own digest left out: it chains the
+    schema, counts and shard list to the shards' sha256s."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def split_files(data_dir: str, split: str) -> list[str]:

@@ -13,11 +13,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_TIMEOUT_S = 300
 
 
-def launcher_command(model_dir, corpus, *extra):
+LAUNCHER = ("-m", "cpt_jax.train")
+
+
+def launcher_command(model_dir, corpus, *extra, entry=LAUNCHER):
+    """The launcher's command line; `entry` may name a test script that wraps it."""
     return [
         sys.executable,
-        "-m",
-        "cpt_jax.train",
+        *entry,
         "--gin_file=runs/tiny_test.gin",
         f"--gin.MODEL_DIR='{model_dir}'",
         f"--gin.DATA_DIR='{corpus['data_dir']}'",
@@ -55,13 +58,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_job(model_dir, corpus, *extra, num_processes, devices_per_process, log_dir):
+def start_job(
+    model_dir, corpus, *extra, num_processes, devices_per_process, log_dir, entry=LAUNCHER
+):
     """Starts one launcher per process on loopback; returns the `Popen`s (stdout+stderr in
     `log_dir/process_<i>.log`)."""
     address = f"127.0.0.1:{free_port()}"
     processes = []
     for index in range(num_processes):
-        command = launcher_command(model_dir, corpus, *extra) + [
+        command = launcher_command(model_dir, corpus, *extra, entry=entry) + [
             f"--coordinator_address={address}",
             f"--process_count={num_processes}",
             f"--process_index={index}",
@@ -79,6 +84,25 @@ def start_job(model_dir, corpus, *extra, num_processes, devices_per_process, log
                 )
             )
     return processes
+
+
+def kill_all(processes):
+    """Kills (SIGKILL ends stopped processes too) and reaps whichever are still running."""
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+
+
+def wait_until(condition, processes, what, timeout_s=LAUNCH_TIMEOUT_S):
+    """Polls `condition()` while every process runs; fails naming `what` on a death or at
+    the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        dead = [i for i, p in enumerate(processes) if p.poll() is not None]
+        assert not dead, f"process {dead[0]} ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.05)
 
 
 def wait_all(processes, timeout_s=LAUNCH_TIMEOUT_S):

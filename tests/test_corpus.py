@@ -1,5 +1,6 @@
 """The corpus format and its builds: shards, manifest, de-duplication, resumable units."""
 
+import hashlib
 import json
 import os
 import signal
@@ -83,6 +84,24 @@ def test_build_writes_shards_manifest_ids_and_deduplicates(tmp_path):
         assert r["query_id"] == text_id(r["query"]) and r["document_id"] == text_id(r["document"])
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk == manifest
+
+
+def test_an_edited_manifest_is_an_error_not_fewer_fields(tmp_path):
+    corpus.build(NumbersBuilder(), str(tmp_path), **QUIET)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    # The digest is the sha256 of the canonical JSON of the rest, computed here independently.
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert manifest["manifest_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    del manifest["schema"]["unit"]  # would read every record without its "unit" field
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json: the content does not match its"):
+        corpus.read_split(str(tmp_path), "train")
+    # A corpus written before the digest existed is read as it is.
+    del manifest["manifest_sha256"]
+    path.write_text(json.dumps(manifest))
+    assert "unit" not in corpus.read_split(str(tmp_path), "train")[0]
 
 
 def test_negatives_and_list_fields_round_trip(tmp_path):

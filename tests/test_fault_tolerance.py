@@ -25,6 +25,7 @@ from launch import (
     LAUNCH_TIMEOUT_S,
     REPO,
     child_env,
+    kill_all,
     launcher_command,
     read_log,
     run_launcher,
@@ -222,9 +223,7 @@ def test_sigterm_to_one_process_of_a_job_saves_one_agreed_step_and_resumes_alike
         codes = wait_all(processes, timeout_s=30)
         seconds = time.monotonic() - sent
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
+        kill_all(processes)
     logs = [read_log(str(tmp_path / "log_a"), i) for i in range(2)]
     assert codes == [143, 143], [log[-3000:] for log in logs]
     saved = checkpoints.latest_saved_step(model_dir)

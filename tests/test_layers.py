@@ -26,6 +26,7 @@ LAYERS = {
         "cpt_jax.grad_cache",
         "cpt_jax.metrics_log",
         "cpt_jax.step_guards",
+        "cpt_jax.watchdog",
         "cpt_jax.checkpoints",
         "cpt_jax.resume_check",
         "cpt_jax.embed",

@@ -14,8 +14,9 @@ import time
 import jax
 import numpy as np
 import pytest
-from launch import read_log, run_launcher, start_job, wait_all
+from launch import kill_all, read_log, run_launcher, start_job, wait_all, wait_until
 
+from cpt_jax import watchdog
 from cpt_jax.embed import Embedder
 
 pytestmark = pytest.mark.slow
@@ -77,33 +78,85 @@ def test_two_processes_equal_one_process_and_the_checkpoint_moves_to_other_meshe
     np.testing.assert_allclose(a[8], b[8], rtol=1e-5)
 
 
-def test_a_dead_peer_stops_the_job_with_an_error_not_a_hang(tmp_path, stdlib_corpus):
-    model_dir = str(tmp_path / "dead_peer")
+# Long enough for the survivor to wait for its peer's sign of life (7.5 s) before JAX stops it.
+HEARTBEAT_TIMEOUT_S = 15
+# What each survivor must print: JAX's own error where it names the peer, ours where not.
+PEER_NAMED = {
+    ("kill", 1): [
+        "stopped sending heartbeats):\n1",
+        "Task 1 heartbeat timeout",
+        "of the failure from process 1 (dead, stopped or cut off)",
+    ],
+    ("kill", 0): ["the leader task was preempted/died"],
+    ("stop", 1): ["stopped sending heartbeats):\n1", "Task 1 heartbeat timeout"],
+    ("stop", 0): ["the coordination service on process 0 has not answered for"],
+}
+
+
+# ("stop", 0) passes too (14 s; docs/design.md) but is left out of the suite for time: its
+# message comes from PeerMonitor's unanswered-call warning, tested in test_watchdog.py.
+@pytest.mark.parametrize("how, victim", [("kill", 1), ("kill", 0), ("stop", 1)])
+def test_a_peer_that_dies_or_stops_stops_the_others_with_its_name(
+    tmp_path, stdlib_corpus, how, victim
+):
+    """SIGKILL (dead) or SIGSTOP (alive, silent) on process 0 (the coordinator) or 1: the
+    survivor exits non-zero within the heartbeat timeout plus 30 s, naming the peer."""
+    model_dir, log_dir = str(tmp_path / "run"), str(tmp_path)
     processes = start_job(
         model_dir,
         stdlib_corpus,
         "--gin.TRAIN_STEPS=400",
-        "--heartbeat_timeout=5",
+        f"--heartbeat_timeout={HEARTBEAT_TIMEOUT_S}",
         num_processes=2,
         devices_per_process=2,
-        log_dir=str(tmp_path),
+        log_dir=log_dir,
     )
-    first_checkpoint = os.path.join(model_dir, "checkpoints", "2")
-    deadline = time.monotonic() + 300
+    survivor = 1 - victim
     try:
-        while not os.path.isdir(first_checkpoint):
-            assert all(p.poll() is None for p in processes), read_log(str(tmp_path), 0)[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint within the timeout"
-            time.sleep(0.05)
-        processes[1].send_signal(signal.SIGKILL)
-        # The survivor must end on its own, well before its 400 steps would.
-        code = wait_all(processes[:1], timeout_s=90)[0]
+        first_checkpoint = os.path.join(model_dir, "checkpoints", "2")
+        wait_until(lambda: os.path.isdir(first_checkpoint), processes, "first checkpoint")
+        processes[victim].send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+        signalled = time.monotonic()
+        code = wait_all([processes[survivor]], timeout_s=HEARTBEAT_TIMEOUT_S + 30)[0]
+        seconds = time.monotonic() - signalled
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
+        kill_all(processes)
+    print(f"\n{how} process {victim}: process {survivor} exited {code} after {seconds:.1f} s")
     assert code != 0
-    log = read_log(str(tmp_path), 0)
-    assert "stopped sending heartbeats" in log or "another task died" in log, log[-3000:]
-    assert "Process 0 of 2: joining the job at 127.0.0.1:" in log
+    log = read_log(log_dir, survivor)
+    assert any(text in log for text in PEER_NAMED[how, victim]), log[-3000:]
+    assert f"Process {survivor} of 2: joining the job at 127.0.0.1:" in log
+
+
+def test_a_peer_hung_in_python_is_stopped_by_the_step_watchdog(tmp_path, stdlib_corpus):
+    """Process 1 blocks forever before its 5th batch, alive (heartbeats go on): both
+    processes stop with the watchdog's status or JAX's, naming process 1 and where it was."""
+    model_dir, log_dir = str(tmp_path / "run"), str(tmp_path)
+    timeout_s = 10
+    processes = start_job(
+        model_dir,
+        stdlib_corpus,
+        "--gin.TRAIN_STEPS=400",
+        f"--gin.train.step_timeout_seconds={timeout_s}",
+        num_processes=2,
+        devices_per_process=2,
+        log_dir=log_dir,
+        entry=("tests/hang_in_python.py", "1", "5"),
+    )
+    try:
+        hangs = "process 1 hangs at its batch 5"
+        wait_until(lambda: hangs in read_log(log_dir, 1), processes, "the hang")
+        hung = time.monotonic()
+        codes = wait_all(processes, timeout_s=timeout_s + 30)
+        seconds = time.monotonic() - hung
+    finally:
+        kill_all(processes)
+    print(f"\nhung process 1: exit codes {codes} after {seconds:.1f} s")
+    assert all(code != 0 for code in codes)
+    assert watchdog.HUNG_EXIT_STATUS in codes  # the first to fire exits with its status
+    logs = [read_log(log_dir, i) for i in range(2)]
+    fired = [log for log in logs if "step watchdog: no step finished for" in log]
+    assert fired, logs[0][-3000:]
+    for log in logs:  # whichever stopped first, each says where process 1 was
+        assert "process 1" in log and "step 5, reading its batch" in log, log[-3000:]
+    assert "The stack of every thread" in fired[0] and "hang_in_python.py" in fired[0]

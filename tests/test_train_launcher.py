@@ -101,6 +101,8 @@ def test_multi_process_flags_and_environment():
     env = {"COORDINATOR_ADDRESS": "h:9", "PROCESS_COUNT": "2", "PROCESS_INDEX": "1"}
     from_env = gin_cli.parse_args(["--gin_file=a.gin"], environ=env).distributed
     assert (from_env.coordinator_address, from_env.process_count) == ("h:9", 2)
+    # JAX's own default is 100 s; a dead or stopped peer must stop the job within a minute.
+    assert from_env.heartbeat_timeout_s == 60
     # Flags win over the environment.
     assert (
         gin_cli.parse_args(
