@@ -31,6 +31,9 @@ INSTALL_REQUIRES = [
     "tree-sitter-javascript>=0.25",
     "tree-sitter-php>=0.25",
     "tree-sitter-ruby>=0.23",
+    # The OpenAI-compatible embeddings server (cpt_jax.serve).
+    "starlette>=0.47",
+    "uvicorn>=0.30",
 ]
 
 EXTRAS_REQUIRE = {
@@ -45,6 +48,8 @@ EXTRAS_REQUIRE = {
         "matplotlib>=3.8",
         # The optional faiss search of retrieval evaluation (tests/test_evaluation_faiss.py).
         "faiss-cpu>=1.8",
+        # The server is tested through the real OpenAI client (tests/test_serve.py).
+        "openai>=1.40",
     ],
     "notebooks": [
         "jupyter>=1.0",

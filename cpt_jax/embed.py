@@ -105,38 +105,58 @@ class Embedder:
           kind: "query" (the x side: natural language) or "document" (the y side: code/text).
           batch_size: rows per forward pass.
         """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        tokens = self.tokenize(texts, kind)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(texts), batch_size):
+            out[start : start + batch_size] = self.embed_tokens(
+                tokens[start : start + batch_size], batch_size
+            )
+        return out
+
+    def tokenize(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        """`texts` as int32 token ids `[len(texts), max_length of kind]` with the side's
+        delimiters, right-padded with 0 (truncated to the side's length)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of strings, not a single string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
-        out = np.zeros((len(texts), self.dim), np.float32)
         max_length = self.max_lengths[kind]
-        for start in range(0, len(texts), batch_size):
-            chunk = list(texts[start : start + batch_size])
-            tokens = self.tokenizer.encode(chunk, kind, max_length)
-            tokens = _trim_to_bucket(tokens, max_length)
-            # Pad the last batch to the full batch size so its shape is compiled only once;
-            # all-padding rows are computed and dropped.
-            if tokens.size and (tokens.max() >= self.model_config.vocab_size or tokens.min() < 0):
-                raise ValueError(
-                    f"token ids up to {tokens.max()} for an embedding table of "
-                    f"{self.model_config.vocab_size} rows: the vocabulary is not this model's"
-                )
-            padded = np.zeros((batch_size, tokens.shape[1]), np.int32)
-            padded[: len(chunk)] = tokens
-            out[start : start + len(chunk)] = np.asarray(self._apply(self._params, padded))[
-                : len(chunk)
-            ]
+        if not len(texts):
+            return np.zeros((0, max_length), np.int32)
+        return np.asarray(self.tokenizer.encode(list(texts), kind, max_length), np.int32)
+
+    def embed_tokens(self, tokens: np.ndarray, batch_size: int) -> np.ndarray:
+        """Embeds at most `batch_size` rows of `tokenize`'s output -> float32 `[n, dim]`.
+
+        The forward pass runs on `[batch_size, width]`: the rows padded with all-padding rows
+        (computed and dropped) and the width trimmed to a power of two of at least 16 that
+        holds the longest row. So one compiled shape serves every batch of that size and
+        bucket; right padding does not change an embedding.
+        """
+        n = len(tokens)
+        if n > batch_size:
+            raise ValueError(f"{n} rows for a batch of {batch_size}")
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        tokens = _trim_to_bucket(tokens, tokens.shape[1])
+        if tokens.max() >= self.model_config.vocab_size or tokens.min() < 0:
+            raise ValueError(
+                f"token ids up to {tokens.max()} for an embedding table of "
+                f"{self.model_config.vocab_size} rows: the vocabulary is not this model's"
+            )
+        padded = np.zeros((batch_size, tokens.shape[1]), np.int32)
+        padded[:n] = tokens
+        out = np.asarray(self._apply(self._params, padded))[:n]
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if bad.size:
             raise FloatingPointError(
-                f"the model gives non-finite embeddings for {bad.size} of {len(texts)} texts "
-                f"(first: texts[{bad[0]}]): its parameters are damaged"
+                f"the model gives non-finite embeddings for {bad.size} of {n} texts "
+                f"(first: row {bad[0]}): its parameters are damaged"
             )
         return out
 
