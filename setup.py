@@ -48,8 +48,14 @@ EXTRAS_REQUIRE = {
         "matplotlib>=3.8",
         # The optional faiss search of retrieval evaluation (tests/test_evaluation_faiss.py).
         "faiss-cpu>=1.8",
-        # The server is tested through the real OpenAI client (tests/test_serve.py).
+        # The server is tested through the real OpenAI client (tests/test_serve.py); the
+        # export loads in sentence-transformers and transformers (tests/test_export.py); the
+        # MTEB adapter's tests need mteb. torch is pinned here, not in constraints.txt: the
+        # package index here resolves it to the CPU build, a GPU host to the CUDA one.
         "openai>=1.40",
+        "torch==2.13.0",
+        "sentence-transformers>=3.0",
+        "mteb>=2.26,<3",
     ],
     "notebooks": [
         "jupyter>=1.0",

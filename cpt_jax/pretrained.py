@@ -182,6 +182,75 @@ def bert_params(tensors: Mapping[str, np.ndarray], config: EncoderConfig) -> dic
     return params
 
 
+def bert_hf_config(config: EncoderConfig) -> dict:
+    """The Hugging Face `config.json` of a BERT-layout encoder (the inverse of
+    `bert_encoder_config`)."""
+    hidden_act = {v: k for k, v in ACTIVATIONS.items()}[config.activation]
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": config.d_ff,
+        "hidden_act": hidden_act,
+        "max_position_embeddings": config.max_length,
+        "type_vocab_size": 2,
+        "layer_norm_eps": config.layer_norm_eps,
+        "hidden_dropout_prob": config.dropout_rate,
+        "attention_probs_dropout_prob": config.dropout_rate,
+        "initializer_range": 0.02,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+    }
+
+
+def bert_tensors(params: Mapping[str, Any], config: EncoderConfig) -> dict[str, np.ndarray]:
+    """BERT tensors (`BertModel` names) of encoder parameters: the inverse of `bert_params`.
+
+    The pooler, which sentence embeddings do not use and the encoder does not have, is
+    written as the identity (weight I, bias 0) so that `BertModel` loads without newly
+    initialised weights.
+    """
+    d = config.d_model
+
+    def array(x) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(x, np.float32))
+
+    def norm(name: str, values) -> dict:
+        return {f"{name}.weight": array(values["scale"]), f"{name}.bias": array(values["bias"])}
+
+    tensors = {
+        "embeddings.word_embeddings.weight": array(params["token_embedding"]),
+        "embeddings.position_embeddings.weight": array(params["position_embedding"]),
+        "embeddings.token_type_embeddings.weight": array(params["token_type_embedding"]),
+        **norm("embeddings.LayerNorm", params["embedding_norm"]),
+        "pooler.dense.weight": np.eye(d, dtype=np.float32),
+        "pooler.dense.bias": np.zeros(d, np.float32),
+    }
+    for i in range(config.num_layers):
+        layer, values = f"encoder.layer.{i}.", params[f"layer_{i}"]
+        attention = values["attention"]
+        for side in ("query", "key", "value"):
+            kernel = np.asarray(attention[f"{side}_kernel"]).reshape(d, d)
+            tensors[f"{layer}attention.self.{side}.weight"] = array(kernel.T)
+            tensors[f"{layer}attention.self.{side}.bias"] = array(
+                np.asarray(attention[f"{side}_bias"]).reshape(d)
+            )
+        out = np.asarray(attention["out_kernel"]).reshape(d, d)
+        tensors[f"{layer}attention.output.dense.weight"] = array(out.T)
+        tensors[f"{layer}attention.output.dense.bias"] = array(attention["out_bias"])
+        tensors.update(norm(f"{layer}attention.output.LayerNorm", values["attention_norm"]))
+        mlp = values["mlp"]
+        tensors[f"{layer}intermediate.dense.weight"] = array(np.asarray(mlp["wi"]["kernel"]).T)
+        tensors[f"{layer}intermediate.dense.bias"] = array(mlp["wi"]["bias"])
+        tensors[f"{layer}output.dense.weight"] = array(np.asarray(mlp["wo"]["kernel"]).T)
+        tensors[f"{layer}output.dense.bias"] = array(mlp["wo"]["bias"])
+        tensors.update(norm(f"{layer}output.LayerNorm", values["mlp_norm"]))
+    return tensors
+
+
 def gpt2_encoder_config(hf_config: Mapping[str, Any], **overrides) -> EncoderConfig:
     """The `EncoderConfig` of a Hugging Face GPT-2 `config.json` (causal, `[EOS]` pooling)."""
     if hf_config.get("model_type") not in ("gpt2", None):
