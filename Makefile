@@ -41,7 +41,8 @@ constraints: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -e '^cpt-jax' -e '^torch==' > constraints.txt
 
 # Benchmarks (benchmarks/README.md): installs the `bench` extra (PyTorch, sentence-transformers)
-# once, then prints the table and writes benchmarks/results.json (~30 min on 2 cores).
+# once, then prints the tables and writes benchmarks/results*.json (~35 min on 2 cores): training
+# (run.py), encoding against sentence-transformers, the embeddings server under load.
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: bench
@@ -52,6 +53,8 @@ $(BENCH_STAMP): $(STAMP) setup.py constraints.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py $(ARGS)
+	$(PY) benchmarks/encode_throughput.py
+	$(PY) benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -66,7 +66,7 @@ EXTRAS_REQUIRE = {
     ],
     # A faiss index for retrieval over large corpora (evaluate --search faiss_flat|faiss_hnsw).
     "faiss": ["faiss-cpu>=1.8"],
-    "bench": ["torch==2.13.0", "sentence-transformers>=3.0"],
+    "bench": ["torch==2.13.0", "sentence-transformers>=3.0", "openai>=1.40"],
     # MTEB on cpt-jax models (cpt_jax.mteb_adapter); mteb itself requires torch and
     # sentence-transformers, so its tests run where this extra is installed.
     "mteb": ["mteb>=2.26,<3", "torch==2.13.0", "sentence-transformers>=3.0"],
