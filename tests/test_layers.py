@@ -67,6 +67,7 @@ LAYERS = {
         "cpt_jax.quickstart",
         "cpt_jax.search",
         "cpt_jax.serve",
+        "cpt_jax.export",
         "data_pipelines.build",
         "data_pipelines.mined_negatives",
     ],
