@@ -38,6 +38,8 @@ from cpt_jax.tokenization import Tokenizer, load_tokenizer
 PyTree = Any
 CONFIG_FILE = "config.gin"
 MODEL_METADATA_FILE = "model.json"
+# The quickstart's evaluation of the model, read back by it and by the export's model card.
+EVAL_FILE = "eval.json"
 VOCABULARY_FILE = "spm.model"
 CHECKPOINT_SUBDIR = "checkpoints"
 UNRESTORABLE_SUBDIR = "unrestorable_checkpoints"

@@ -38,6 +38,7 @@ from safetensors.numpy import save_file
 
 from cpt_jax import checkpoints, files
 from cpt_jax.embed import abstract_saved_params
+from cpt_jax.metrics_log import METRICS_FILE
 from cpt_jax.models import EncoderConfig
 from cpt_jax.pretrained import bert_hf_config, bert_tensors
 from cpt_jax.tokenization import HuggingFaceTokenizer
@@ -48,7 +49,6 @@ POOLING_MODES = {
     "cls": "pooling_mode_cls_token",
     "eos": "pooling_mode_lasttoken",
 }
-EVAL_FILES = ("eval.json",)
 
 
 class ExportError(ValueError):
@@ -219,14 +219,18 @@ def model_card(meta: dict, config: EncoderConfig, lengths, model_dir: str, step:
         with open(config_gin, encoding="utf-8") as f:
             lines += ["", "The training run's gin config:", "", "```", f.read().strip(), "```"]
     lines += ["", "## Evaluation", ""]
-    found = False
-    for eval_file in EVAL_FILES:
-        path = os.path.join(model_dir, eval_file)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                lines += [f"From `{eval_file}`:", "", "```json", f.read().strip(), "```", ""]
-            found = True
-    if not found:
+    path = os.path.join(model_dir, checkpoints.EVAL_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            lines += [
+                f"From `{checkpoints.EVAL_FILE}`:",
+                "",
+                "```json",
+                f.read().strip(),
+                "```",
+                "",
+            ]
+    else:
         lines.append("No evaluation file was found in the model directory.")
     lines += [
         "",
@@ -242,7 +246,7 @@ def model_card(meta: dict, config: EncoderConfig, lengths, model_dir: str, step:
 
 
 def _last_metrics(model_dir: str) -> dict | None:
-    path = os.path.join(model_dir, "metrics.jsonl")
+    path = os.path.join(model_dir, METRICS_FILE)
     if not os.path.exists(path):
         return None
     records = [record for _, record in files.iter_records(path)]

@@ -37,7 +37,6 @@ from cpt_jax.evaluation import bm25_code_search, evaluate_code_search
 from data_pipelines import pipeline, python_code, vocabulary
 
 QUICKSTART_GIN = "runs/quickstart.gin"
-EVAL_FILE = "eval.json"
 ROWS = {
     "bm25": "BM25 (bm25s)",
     "zero_shot": "{start} zero-shot (the start)",
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     gin.clear_config()
 
     # Evaluation (read back when this step was scored on this data already).
-    eval_path = os.path.join(model_dir, EVAL_FILE)
+    eval_path = os.path.join(model_dir, checkpoints.EVAL_FILE)
     eval_start = time.perf_counter()
     results = stored_evaluation(eval_path, model_dir, manifest, args.num_candidates)
     if results is None:

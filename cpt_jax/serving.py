@@ -131,11 +131,12 @@ class Batcher:
     def _embed(self, requests: list[_Request]) -> None:
         try:
             for kind in KINDS:
-                rows = [(r, i) for r in requests if r.kind == kind for i in range(len(r.tokens))]
-                if not rows:
+                group = [r for r in requests if r.kind == kind]
+                if not group:
                     continue
-                tokens = np.stack([r.tokens[i] for r, i in rows])
-                order = np.argsort((tokens != 0).sum(axis=1), kind="stable")
+                rows = [(r, i) for r in group for i in range(len(r.tokens))]
+                tokens = np.concatenate([r.tokens for r in group])
+                order = np.argsort(np.concatenate([r.counts for r in group]), kind="stable")
                 for start in range(0, len(order), self.max_batch):
                     chunk = order[start : start + self.max_batch]
                     size = next(s for s in self.batch_sizes if s >= len(chunk))

@@ -36,7 +36,7 @@ from cpt_jax.pair_data import PairData
 from cpt_jax.step_guards import NonFiniteGuard, Preempted, PreemptionWatch
 from cpt_jax.tokenization import VOCABULARY_FILES, delimiter_names, load_tokenizer
 from cpt_jax.trainer import LossConfig, Trainer, TrainState, make_optimizer
-from cpt_jax.watchdog import PeerMonitor, StepWatchdog
+from cpt_jax.watchdog import COMPUTING, READING, SAVING, PeerMonitor, StepWatchdog
 
 
 @gin.configurable
@@ -377,9 +377,9 @@ def _train_loop(
     progress = peers.set_progress if peers is not None else lambda step, doing: None
     with PreemptionWatch() as preemption:
         for step in range(int(jax.device_get(state.step)) + 1, train_steps + 1):
-            progress(step, "reading its batch")
+            progress(step, READING)
             batch = partitioning.host_local_batch_to_global(next(batches), trainer.mesh)
-            progress(step, "computing the step")
+            progress(step, COMPUTING)
             # Implicit host<->device copies inside the step would be silent slowdowns.
             with jax.transfer_guard("disallow"):
                 state, metrics = trainer.train_step(state, batch)
@@ -387,7 +387,7 @@ def _train_loop(
             logger.step_done(step, metrics)
             preempted = preemption.requested(step)
             if preempted or step == train_steps or ckpt.should_save(step):
-                progress(step, "saving a checkpoint")
+                progress(step, SAVING)
                 nonfinite.check_all()
                 ckpt.save(step, state, force=True)
             watchdog.step_done(step)

@@ -31,7 +31,8 @@ from jax._src import distributed as jax_distributed  # the client has no public 
 HUNG_EXIT_STATUS = 124
 _KEY_PREFIX = "cpt_jax/progress/"
 # What a process may be doing within a step, in order (what `PeerMonitor.set_progress` hears).
-STAGES = ("reading its batch", "computing the step", "saving a checkpoint")
+READING, COMPUTING, SAVING = "reading its batch", "computing the step", "saving a checkpoint"
+STAGES = (READING, COMPUTING, SAVING)
 
 
 class PeerMonitor:
@@ -61,7 +62,6 @@ class PeerMonitor:
         self._last_error: str | None = None
         self._no_sign_of_life: tuple[list[int], float] | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def for_this_job(cls) -> PeerMonitor | None:
@@ -83,8 +83,7 @@ class PeerMonitor:
 
     def start(self) -> None:
         """Starts publishing and reading in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="cpt_jax-peers", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name="cpt_jax-peers", daemon=True).start()
 
     def stop(self) -> None:
         # Not joined: an RPC to a dead coordinator may block the thread (it is a daemon).
@@ -170,18 +169,18 @@ class PeerMonitor:
         """One line per process: its step, what it was doing and when it last showed life,
         and whether the coordination service (on process 0) still answers."""
         now = time.monotonic()
+        silent_ones = set(self.silent_peers(2.5 * self.interval_s))
         lines = []
         for p in range(self.process_count):
             me = " (this process)" if p == self.process_index else ""
             if p == self.process_index:
-                entry, age = self._progress, 0.0
+                entry = self._progress
             elif p in self._seen:
                 entry, changed = self._seen[p]
-                age = now - changed
             else:
                 lines.append(f"  process {p}: never reported")
                 continue
-            silent = f", silent for {age:.0f} s" if age > 2.5 * self.interval_s else ""
+            silent = f", silent for {now - changed:.0f} s" if p in silent_ones else ""
             lines.append(f"  process {p}{me}: step {entry['step']}, {entry['doing']}{silent}")
         entries = {p: e for p, (e, _) in self._seen.items()}
         entries[self.process_index] = self._progress
