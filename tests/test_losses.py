@@ -17,6 +17,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from cpt_jax import losses
+from cpt_jax.losses import info_nce, scoring, sharded, temperature
 
 B, DIM, N_NEG = 16, 8, 2
 RTOL = 1e-5
@@ -199,8 +200,12 @@ def test_bfloat16_inputs_score_in_float32():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(losses, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0, result
+    attempted = 0
+    for module in (losses, info_nce, sharded, scoring, temperature):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, (module.__name__, result)
+        attempted += result.attempted
+    assert attempted >= 8
 
 
 # -- many devices --------------------------------------------------------------------------------
@@ -306,7 +311,7 @@ def test_hard_negative_columns_sit_at_b_plus_example_times_n_plus_m():
     q, d, s, negatives = make_inputs(seed=5, with_negatives=True)
     negatives = negatives.copy()
     negatives[:, 1] = q
-    score = lambda q, d, axis, n: losses._score(*losses._prepare(q, d, axis, n), s)
+    score = lambda q, d, axis, n: scoring.score(*scoring.prepare(q, d, axis, n), s)
     block = score(q, d, None, negatives)
     expected = B + np.arange(B) * N_NEG + 1
     np.testing.assert_array_equal(np.argmax(np.asarray(block.rows), axis=1), expected)
