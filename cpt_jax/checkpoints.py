@@ -300,11 +300,15 @@ def write_model_metadata(
     delimiters: dict[str, tuple[str, str]],
     vocabulary_file: str = VOCABULARY_FILE,
     source: dict | None = None,
+    embedding_sizes: tuple[int, ...] | None = None,
+    log_scale_shape: tuple[int, ...] = (),
 ) -> None:
     """Writes `model.json` and the vocabulary so the model dir is self-describing.
 
     `source` records where a model's initial weights came from (a pretrained name, pin and
-    hashes), for models converted or started from pretrained weights.
+    hashes), for models converted or started from pretrained weights. `embedding_sizes`: the
+    prefix lengths trained as embeddings (Matryoshka), largest first; `log_scale_shape`: the
+    learned temperature's shape, `[K]` with a scale per size (needed to restore it).
     """
     os.makedirs(model_dir, exist_ok=True)
     files.write_bytes_atomic(os.path.join(model_dir, vocabulary_file), vocabulary)
@@ -317,6 +321,10 @@ def write_model_metadata(
     }
     if source is not None:
         metadata["initialized_from"] = source
+    if embedding_sizes is not None:
+        metadata["embedding_sizes"] = list(embedding_sizes)
+    if log_scale_shape:
+        metadata["log_scale_shape"] = list(log_scale_shape)
     files.write_json_atomic(os.path.join(model_dir, MODEL_METADATA_FILE), metadata)
 
 
@@ -358,7 +366,37 @@ def read_model_metadata(model_dir: str) -> dict:
                 f"{path}: sequence_lengths.{side} must be a positive integer, got {length!r}"
             )
     model_file(model_dir, meta["vocabulary_file"])  # confined, or an error now
+    _check_int_list(path, meta, "embedding_sizes", decreasing=True)
+    _check_int_list(path, meta, "log_scale_shape", decreasing=False)
     return meta
+
+
+def _check_int_list(path: str, meta: dict, field: str, decreasing: bool) -> None:
+    """An optional field that must be a list of positive integers (strictly decreasing)."""
+    value = meta.get(field)
+    if value is None:
+        return
+    ok = isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+    )
+    if ok and decreasing:
+        ok = bool(value) and all(a > b for a, b in zip(value, value[1:]))
+    if not ok:
+        order = "strictly decreasing " if decreasing else ""
+        raise ModelDirectoryError(
+            f"{path}: field {field!r} must be a list of {order}positive integers, got {value!r}"
+        )
+
+
+def embedding_sizes(meta: dict, width: int) -> tuple[int, ...]:
+    """The prefix lengths a model was trained to embed with (`model.json`), largest first:
+    `(width,)` for a model trained without Matryoshka sizes."""
+    return tuple(meta.get("embedding_sizes", [width]))
+
+
+def log_scale_shape(meta: dict) -> tuple[int, ...]:
+    """The shape of a checkpoint's learned log-scale: `()`, or `(K,)` (one per size)."""
+    return tuple(meta.get("log_scale_shape", ()))
 
 
 _METADATA_FIELDS = {

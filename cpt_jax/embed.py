@@ -43,9 +43,10 @@ KINDS = ("query", "document")
 _MIN_BUCKET = 16
 
 
-def abstract_saved_params(config: EncoderConfig) -> dict:
-    """The shapes of a checkpoint's `params` item, `{"encoder": ..., "log_scale": ()}`, as
-    `jax.ShapeDtypeStruct`s on the default device: what `checkpoints.restore_params` takes."""
+def abstract_saved_params(config: EncoderConfig, meta: dict | None = None) -> dict:
+    """The shapes of a checkpoint's `params` item, `{"encoder": ..., "log_scale": ...}`, as
+    `jax.ShapeDtypeStruct`s on the default device: what `checkpoints.restore_params` takes.
+    `meta` (the model's `model.json`) gives the log-scale's shape (one per Matryoshka size)."""
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     boxed = jax.eval_shape(Encoder(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
     return {
@@ -53,7 +54,9 @@ def abstract_saved_params(config: EncoderConfig) -> dict:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
             nn.unbox(boxed)["params"],
         ),
-        "log_scale": jax.ShapeDtypeStruct((), jnp.float32, sharding=device),
+        "log_scale": jax.ShapeDtypeStruct(
+            checkpoints.log_scale_shape(meta or {}), jnp.float32, sharding=device
+        ),
     }
 
 
@@ -94,7 +97,7 @@ class Embedder:
         `python -m cpt_jax.pretrained` load the same way.
         """
         meta, config, tokenizer = checkpoints.load_model_files(model_dir)
-        params = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
+        params = checkpoints.restore_params(model_dir, abstract_saved_params(config, meta), step)
         return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
 
     def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64) -> np.ndarray:

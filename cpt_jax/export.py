@@ -82,7 +82,7 @@ def export(model_dir: str, output_dir: str, step: int | None = None) -> dict:
         raise FileExistsError(f"{output_dir} exists and is not empty")
     if step is None:
         step = checkpoints.latest_saved_step(model_dir)
-    params = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
+    params = checkpoints.restore_params(model_dir, abstract_saved_params(config, meta), step)
     encoder = jax.tree.map(np.asarray, params["encoder"])
     lengths = meta["sequence_lengths"]
 

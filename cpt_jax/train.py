@@ -149,7 +149,7 @@ def train(
         state = _restore_or_initialise(ckpt, trainer, resume_step, seed, initial, init_from)
         if is_chief:
             source = _weights_source(model_dir, resume_step, init_from, initial)
-            _write_run_metadata(model_dir, model_config, data, tokenizer, source)
+            _write_run_metadata(model_dir, model_config, loss_config, data, tokenizer, source)
         start_step = int(jax.device_get(state.step))
         batches = _make_batches(data, mesh, batch_size, start_step)
         with StepLogger(
@@ -328,7 +328,9 @@ def _weights_source(model_dir: str, resume_step, init_from, initial) -> dict | N
     return checkpoints.read_model_metadata(model_dir).get("initialized_from")
 
 
-def _write_run_metadata(model_dir, model_config, data: PairData, tokenizer, source) -> None:
+def _write_run_metadata(
+    model_dir, model_config, loss_config: LossConfig, data: PairData, tokenizer, source
+) -> None:
     """`model.json` and the vocabulary (a self-describing model directory), and gin's
     operative config as `config.gin` (what a resumed run is checked against)."""
     checkpoints.write_model_metadata(
@@ -339,6 +341,8 @@ def _write_run_metadata(model_dir, model_config, data: PairData, tokenizer, sour
         sequence_lengths=data.sequence_lengths,
         delimiters=delimiter_names(tokenizer),
         source=source,
+        embedding_sizes=loss_config.embedding_sizes(model_config.embedding_dim),
+        log_scale_shape=loss_config.log_scale_shape,
     )
     files.write_bytes_atomic(
         os.path.join(model_dir, checkpoints.CONFIG_FILE), gin.operative_config_str().encode()

@@ -66,6 +66,11 @@ class LossConfig:
       chunk_size: score the loss this many rows per device at a time, so the logits take
         `O(chunk_size * global_batch)` memory (see `losses.symmetric_info_nce`); None
         scores all local rows at once. The result is the same either way.
+      matryoshka_dims: train the prefixes of these lengths as embeddings too (strictly
+        decreasing, e.g. `(384, 256, 128, 64)`; see `losses.symmetric_info_nce`); the model
+        directory records them (`model.json`'s `embedding_sizes`). None: the full vectors.
+      matryoshka_weights: the sizes' weights in the loss (default 1 each).
+      logit_scale_per_size: one learned scale per Matryoshka size instead of one shared.
     """
 
     initial_logit_scale: float = 1.0 / 0.07
@@ -73,6 +78,34 @@ class LossConfig:
     learn_logit_scale: bool = True
     mask_duplicates: bool = True
     chunk_size: int | None = None
+    matryoshka_dims: tuple[int, ...] | None = None
+    matryoshka_weights: tuple[float, ...] | None = None
+    logit_scale_per_size: bool = False
+
+    def __post_init__(self):
+        # Lists from gin become tuples (hashable, and what model.json records).
+        for name in ("matryoshka_dims", "matryoshka_weights"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        if self.matryoshka_dims is not None:
+            losses.matryoshka_sizes(self.matryoshka_dims, self.matryoshka_weights, width=None)
+        elif self.matryoshka_weights is not None or self.logit_scale_per_size:
+            raise ValueError(
+                "LossConfig.matryoshka_weights and logit_scale_per_size need matryoshka_dims"
+            )
+
+    @property
+    def log_scale_shape(self) -> tuple[int, ...]:
+        """The learned log-scale's shape: `()`, or `(K,)` with a scale per Matryoshka size."""
+        return (len(self.matryoshka_dims),) if self.logit_scale_per_size else ()
+
+    def embedding_sizes(self, width: int) -> tuple[int, ...]:
+        """The lengths whose prefixes are trained as embeddings, largest first: `(width,)`
+        without Matryoshka. An error when a size exceeds the model's width."""
+        if self.matryoshka_dims is None:
+            return (width,)
+        return losses.matryoshka_sizes(self.matryoshka_dims, self.matryoshka_weights, width)[0]
 
 
 @gin.configurable
@@ -161,7 +194,9 @@ class Trainer:
             encoder_params = self.model.init(key, dummy)["params"]
         params = {
             "encoder": encoder_params,
-            "log_scale": losses.init_log_scale(self.loss_config.initial_logit_scale),
+            "log_scale": losses.init_log_scale(
+                self.loss_config.initial_logit_scale, *self.loss_config.log_scale_shape
+            ),
         }
         opt_state = self.optimizer.init(params)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
@@ -213,7 +248,8 @@ class Trainer:
         return options
 
     def logit_scale(self, params: PyTree) -> jax.Array:
-        """The (clamped) logit scale of `params['log_scale']`, a float32 scalar."""
+        """The (clamped) logit scale of `params['log_scale']`: a float32 scalar, or one per
+        Matryoshka size."""
         return losses.logit_scale_from_log(
             params["log_scale"],
             max_scale=self.loss_config.max_logit_scale,
@@ -232,6 +268,8 @@ class Trainer:
             batch_axes=partitioning.BATCH_AXES,
             chunk_size=self.loss_config.chunk_size,
             negatives=negatives[0] if negatives else None,
+            matryoshka_dims=self.loss_config.matryoshka_dims,
+            matryoshka_weights=self.loss_config.matryoshka_weights,
             **self._loss_options(batch),
         )
 
@@ -313,7 +351,8 @@ class Trainer:
     def train_step(self):
         """`(state, global_batch) -> (state, metrics)`, jitted with explicit shardings.
 
-        `metrics` holds the replicated float32 scalars named in `STEP_METRICS`, of the
+        `metrics` holds the replicated float32 scalars named in `STEP_METRICS` (and, with
+        Matryoshka sizes, `loss@<size>` and `logit_scale@<size>`), of the
         batch under the parameters the step started from. A step whose loss, gradient norm
         or update norm is not finite (`metrics['nonfinite'] == 1`) returns the parameters
         and optimizer state unchanged, with the step counted. The state is donated: its buffers are

@@ -165,7 +165,7 @@ def interpolate_model_dir(
 
     # Restored only once the start is known to fit: a refusal costs no checkpoint read.
     step = checkpoints.latest_saved_step(model_dir) if step is None else step
-    finetuned = checkpoints.restore_params(model_dir, abstract_saved_params(config), step)
+    finetuned = checkpoints.restore_params(model_dir, abstract_saved_params(config, meta), step)
     mixed = interpolate(initial.params, jax.tree.map(np.asarray, finetuned["encoder"]), alpha)
     record = {
         "alpha": alpha,

@@ -188,7 +188,7 @@ def test_metrics_are_the_largest_size_with_a_loss_per_size():
     "options, message",
     [
         (dict(matryoshka_dims=(8, 12)), "decrease strictly"),
-        (dict(matryoshka_dims=(16, 8)), r"within \[1, 12\]"),
+        (dict(matryoshka_dims=(16, 8)), r"within \[1, 12, the embedding width\]"),
         (dict(matryoshka_dims=(12, 0)), "decrease strictly"),
         (dict(matryoshka_dims=()), "non-empty"),
         (dict(matryoshka_dims=(12, 6.5)), "ints"),

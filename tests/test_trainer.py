@@ -458,3 +458,48 @@ def test_a_non_finite_step_leaves_the_state_unchanged():
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(snapshots[3]))
     changed = [not np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, snapshots[:2]))]
     assert any(changed)  # the first, finite step did update
+
+
+# -- Matryoshka sizes ------------------------------------------------------------------------
+MATRYOSHKA = dict(matryoshka_dims=(32, 16, 8), matryoshka_weights=(1.0, 1.0, 2.0))
+
+
+def test_matryoshka_step_equal_on_one_device_a_mesh_and_with_grad_cache(per_size=True):
+    """The Matryoshka loss and its gradients (a scale per size: the shared one is the loss
+    tests' case) are the same on one device, on a 4x2 mesh and gradient-cached on it; the
+    metrics name each size."""
+    options = dict(MATRYOSHKA, logit_scale_per_size=per_size)
+    one = make_trainer(partitioning.make_mesh(data=1, devices=jax.devices()[:1]), **options)
+    params = jax.device_get(one.init_state(seed=0).params)  # host arrays: usable on any mesh
+    assert params["log_scale"].shape == ((3,) if per_size else ())
+    host_batch = synthetic_batch(0)
+    want = loss_and_grads(
+        one, params, partitioning.host_local_batch_to_global(host_batch, one.mesh)
+    )
+    mesh = partitioning.make_mesh(data=4, model=2)
+    batch = partitioning.host_local_batch_to_global(host_batch, mesh)
+    for chunk in (None, 4):
+        trainer = make_trainer(mesh, grad_cache_chunk_size=chunk, **options)
+        assert_same_loss_and_grads(loss_and_grads(trainer, params, batch), want, f"chunk={chunk}")
+    plain = make_trainer(mesh)
+    scalar_scale = {**params, "log_scale": params["log_scale"].reshape(-1)[0]}
+    plain_loss = loss_and_grads(plain, scalar_scale, batch)[0]
+    assert abs(float(plain_loss) - float(want[0])) > 1e-3  # the prefixes count
+    state = trainer.init_state(seed=0)
+    state, metrics = trainer.train_step(state, batch)
+    for size in (32, 16, 8):
+        assert np.isfinite(float(metrics[f"loss@{size}"]))
+        assert (f"logit_scale@{size}" in metrics) == per_size
+
+
+def test_matryoshka_loss_config_is_checked():
+    assert LossConfig(matryoshka_dims=[32, 16]).matryoshka_dims == (32, 16)  # gin gives lists
+    assert LossConfig(matryoshka_dims=(32, 16)).embedding_sizes(32) == (32, 16)
+    assert LossConfig().embedding_sizes(32) == (32,)
+    assert LossConfig(matryoshka_dims=(32, 16), logit_scale_per_size=True).log_scale_shape == (2,)
+    with pytest.raises(ValueError, match="decrease strictly"):
+        LossConfig(matryoshka_dims=(16, 32))
+    with pytest.raises(ValueError, match="need matryoshka_dims"):
+        LossConfig(logit_scale_per_size=True)
+    with pytest.raises(ValueError, match="64, the embedding width"):
+        LossConfig(matryoshka_dims=(128, 16)).embedding_sizes(64)

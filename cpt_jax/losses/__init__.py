@@ -49,7 +49,7 @@ from cpt_jax.losses.info_nce import (
     symmetric_info_nce,
     symmetric_info_nce_with_metrics,
 )
-from cpt_jax.losses.scoring import AxisName, prefix
+from cpt_jax.losses.scoring import AxisName, matryoshka_sizes, prefix
 from cpt_jax.losses.sharded import (
     sharded_contrastive_metrics,
     sharded_symmetric_info_nce,
@@ -62,6 +62,7 @@ __all__ = [
     "contrastive_metrics",
     "init_log_scale",
     "logit_scale_from_log",
+    "matryoshka_sizes",
     "prefix",
     "sharded_contrastive_metrics",
     "sharded_symmetric_info_nce",

@@ -225,9 +225,10 @@ def metrics_of_sums(sums: dict[str, jax.Array], count: int, scale) -> dict[str, 
 
 # -- Matryoshka sizes -------------------------------------------------------------------------
 def matryoshka_sizes(
-    dims: Sequence[int] | None, weights: Sequence[float] | None, width: int
+    dims: Sequence[int] | None, weights: Sequence[float] | None, width: int | None
 ) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
-    """Validated `(dims, weights)` for embeddings `width` wide; None without `dims`.
+    """Validated `(dims, weights)` for embeddings `width` wide (None: any width); None
+    without `dims`.
 
     `dims` must be strictly decreasing integers in `[1, width]` (the order of a per-size
     logit scale); `weights` default to 1 each, must be non-negative with a positive sum.
@@ -239,10 +240,12 @@ def matryoshka_sizes(
     dims = tuple(dims)
     if not dims or any(isinstance(m, bool) or not isinstance(m, int) for m in dims):
         raise ValueError(f"matryoshka_dims must be a non-empty sequence of ints, got {dims}")
-    if any(a <= b for a, b in zip(dims, dims[1:])) or dims[-1] < 1 or dims[0] > width:
+    too_wide = width is not None and dims[0] > width
+    if any(a <= b for a, b in zip(dims, dims[1:])) or dims[-1] < 1 or too_wide:
+        bound = "the embedding width" if width is None else f"{width}, the embedding width"
         raise ValueError(
-            f"matryoshka_dims must decrease strictly within [1, {width}] (the embedding "
-            f"width), e.g. ({width}, {width // 2}, ...); got {dims}"
+            f"matryoshka_dims must decrease strictly within [1, {bound}], "
+            f"e.g. (384, 256, 128, 64); got {dims}"
         )
     weights = (1.0,) * len(dims) if weights is None else tuple(float(w) for w in weights)
     if len(weights) != len(dims) or min(weights) < 0 or sum(weights) <= 0:
