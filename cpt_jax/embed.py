@@ -6,9 +6,17 @@ Example:
   d = embedder.encode([source_code], kind="document")                # [1, d]
   scores = q @ d.T                                                   # cosine similarity
 
+Shorter and quantised vectors (`cpt_jax.quantization`):
+  embedder.encode(texts, kind="document", dimensions=128)           # [n, 128], unit norm
+  embedder.encode(texts, kind="document", precision="binary")       # [n, d/8] uint8 bits
+A model trained with Matryoshka sizes (`embedder.embedding_sizes`) keeps its quality when cut
+to those sizes; any other model loses some (docs/experiments.md, "Smaller embeddings").
+
 CLI:
   python -m cpt_jax.embed --checkpoint runs/quickstart --input texts.jsonl --field text \
       --kind query --output embeddings.npy
+  ... --dimensions 128 --precision int8 --output docs.npy    # also writes docs.npy.format.json
+  ... --kind query --format_from docs.npy.format.json --output queries.npy   (same format)
 
 Queries and documents get different delimiters (`[SOS]_x ... [EOS]_x` vs `[SOS]_y ... [EOS]_y`,
 as in the paper), so `kind` matters even for a shared encoder. Texts longer than the model's
@@ -25,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
 import functools
+import json
 import sys
 from collections.abc import Sequence
 
@@ -35,9 +44,12 @@ import numpy as np
 
 from cpt_jax import checkpoints, files
 from cpt_jax.models import Encoder, EncoderConfig
+from cpt_jax.quantization import PRECISIONS, VectorFormat
 from cpt_jax.tokenization import Tokenizer
 
 KINDS = ("query", "document")
+# The embed CLI writes the vector format of OUTPUT (with its int8 step) to OUTPUT + this.
+FORMAT_SUFFIX = ".format.json"
 # Batches are trimmed to the longest row, rounded up to one of these lengths, so that short
 # inputs run fast while only a handful of shapes get compiled.
 _MIN_BUCKET = 16
@@ -69,8 +81,11 @@ class Embedder:
         encoder_params,
         tokenizer: Tokenizer,
         sequence_lengths: dict[str, int],
+        embedding_sizes: Sequence[int] | None = None,
     ):
         self.model_config = model_config
+        # The prefix lengths the model was trained to embed with (Matryoshka), largest first.
+        self.embedding_sizes = tuple(embedding_sizes or (model_config.embedding_dim,))
         self.tokenizer = tokenizer
         self.max_lengths = {
             "query": int(sequence_lengths["queries"]),
@@ -98,16 +113,44 @@ class Embedder:
         """
         meta, config, tokenizer = checkpoints.load_model_files(model_dir)
         params = checkpoints.restore_params(model_dir, abstract_saved_params(config, meta), step)
-        return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"])
+        sizes = checkpoints.embedding_sizes(meta, config.embedding_dim)
+        return cls(config, params["encoder"], tokenizer, meta["sequence_lengths"], sizes)
 
-    def encode(self, texts: Sequence[str], kind: str = "query", batch_size: int = 64) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        kind: str = "query",
+        batch_size: int = 64,
+        *,
+        dimensions: int | None = None,
+        precision: str = "float32",
+        int8_step: float | None = None,
+    ) -> np.ndarray:
         """Embeds `texts` -> float32 `[len(texts), dim]`, rows of unit L2 norm.
 
         Args:
           texts: strings (empty allowed; long ones are truncated to the side's length).
           kind: "query" (the x side: natural language) or "document" (the y side: code/text).
           batch_size: rows per forward pass.
+          dimensions: keep the first `dimensions` coordinates, re-normalised: `[n,
+            dimensions]` (best at one of `embedding_sizes`).
+          precision: "float32"; "int8" (int8 codes `round(x / int8_step)`, clipped to
+            +-127); or "binary" (the signs as packed bits, uint8 `[n, ceil(dimensions/8)]`).
+            See `cpt_jax.quantization.VectorFormat`.
+          int8_step: int8's step; None calibrates it on these texts (`max|x| / 127`): pass
+            the step of the vectors these will be compared with (a stored collection's).
         """
+        vector_format = VectorFormat(dimensions, precision, int8_step)
+        if dimensions is not None and dimensions > self.dim:
+            raise ValueError(f"dimensions={dimensions} exceeds the model's width {self.dim}")
+        vectors = self._encode_float(texts, kind, batch_size)
+        if vector_format == VectorFormat():
+            return vectors
+        if not len(vectors):
+            vector_format = vector_format.calibrate(np.ones((1, self.dim), np.float32))
+        return vector_format.store(vectors)[1]
+
+    def _encode_float(self, texts: Sequence[str], kind: str, batch_size: int) -> np.ndarray:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         tokens = self.tokenize(texts, kind)
@@ -205,6 +248,15 @@ def read_jsonl_field(path: str, field: str) -> list[str]:
     return texts
 
 
+def read_vector_format(path: str) -> VectorFormat:
+    """The `VectorFormat` of a `FORMAT_SUFFIX` file; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return VectorFormat.from_json(json.load(f))
+    except (ValueError, TypeError, AttributeError) as e:  # JSON errors are ValueErrors
+        raise ValueError(f"{path}: not a vector format file ({e})") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cpt_jax.embed",
@@ -217,17 +269,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=KINDS, default="query")
     parser.add_argument("--output", required=True, help="where to write the [n, d] .npy array")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--dimensions", type=int, help="keep the first N coordinates")
+    parser.add_argument("--precision", choices=PRECISIONS, help="float32 (default), int8, binary")
+    parser.add_argument(
+        "--format_from",
+        help=f"a {FORMAT_SUFFIX} file written beside earlier output: the same size, precision "
+        "and int8 step (for queries against stored documents)",
+    )
     args = parser.parse_args(argv)
+    if args.format_from and (args.dimensions is not None or args.precision is not None):
+        parser.error("--format_from sets the format: give no --dimensions or --precision")
     try:
+        vector_format = VectorFormat(args.dimensions, args.precision or "float32")
+        if args.format_from:
+            vector_format = read_vector_format(args.format_from)
         texts = read_jsonl_field(args.input, args.field)
         embedder = Embedder.from_checkpoint(args.checkpoint)
-        embeddings = embedder.encode(texts, kind=args.kind, batch_size=args.batch_size)
+        vectors = embedder.encode(texts, kind=args.kind, batch_size=args.batch_size)
+        if vector_format != VectorFormat():
+            vector_format, vectors = vector_format.store(vectors)
+            files.write_json_atomic(args.output + FORMAT_SUFFIX, vector_format.to_json())
         with files.atomic_open(args.output, "wb") as f:
-            np.save(f, embeddings)
+            np.save(f, vectors)
     except (OSError, ValueError, FloatingPointError) as e:  # ModelDirectoryError included
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}")
+    print(
+        f"wrote {vectors.shape[0]} x {vectors.shape[1]} {vectors.dtype} vectors "
+        f"({vector_format.name}) to {args.output}"
+    )
     return 0
 
 

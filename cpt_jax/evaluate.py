@@ -25,6 +25,12 @@ the JSON file:
   --similarity TSV             `text1 \\t text2 \\t score` lines (a header line is skipped):
                                Pearson and Spearman of the cosine similarities.
 
+Shorter and quantised vectors (`cpt_jax.quantization`): `--dimensions 384,256,128,64`
+and `--precisions float32,int8,binary` add `by_format` to the code-search and retrieval
+figures: every (size, precision) scored as an index of such vectors would score it (int8
+dot products, Hamming distance; `--binary_rescore K` adds binary search whose best K are
+rescored with the float query), from the same embeddings, with the bytes per vector.
+
 `--pretrained minilm` evaluates all-MiniLM-L6-v2 zero-shot instead of a checkpoint;
 `--step N` scores the checkpoint's saved step N instead of its latest.
 `--query_length` / `--document_length` override the model's token lengths (the ones it was
@@ -47,6 +53,7 @@ from collections.abc import Callable  # noqa: E402
 
 from cpt_jax import evaluation, files, pretrained  # noqa: E402
 from cpt_jax.embed import Embedder
+from cpt_jax.quantization import PRECISIONS, VectorFormat
 from data_pipelines import corpus, pipeline, supervised
 
 EncodeFn = Callable[[list[str], str], "object"]
@@ -86,16 +93,20 @@ def code_search_task(
     num_candidates: int,
     group_by: str | None = None,
     fusion: bool = False,
+    vector_formats: tuple[VectorFormat, ...] = (),
 ) -> dict:
     """`model` and `bm25` figures; with `fusion`, also the hybrids of the two
-    (`score_fusion_<w>`, `rrf_<k>`: `evaluation.fusion.hybrid_code_search`)."""
+    (`score_fusion_<w>`, `rrf_<k>`: `evaluation.fusion.hybrid_code_search`); with
+    `vector_formats`, the model's `by_format`."""
     pairs = pipeline.load_pairs(data_dir, split)
     field = "code_no_comments" if pairs and "code_no_comments" in pairs[0] else "document"
     num_candidates = min(num_candidates, len(pairs))
     kw = {"code_field": field, "num_candidates": num_candidates, "group_field": group_by}
     if not fusion:
         return {
-            "model": evaluation.evaluate_code_search(encode, pairs, **kw),
+            "model": evaluation.evaluate_code_search(
+                encode, pairs, vector_formats=vector_formats, **kw
+            ),
             "bm25": evaluation.bm25_code_search(pairs, **kw),
         }
     groups = evaluation.code_search.pair_field_labels(pairs, group_by)
@@ -103,8 +114,13 @@ def code_search_task(
     q = evaluation.encode_in_batches(encode, queries, "query", 256)
     c = evaluation.encode_in_batches(encode, codes, "document", 256)
     hybrid = evaluation.hybrid_code_search(q, c, queries, codes, num_candidates=num_candidates)
+    model = evaluation.code_search_mrr(q, c, num_candidates=num_candidates, groups=groups)
+    if vector_formats:
+        model["by_format"] = evaluation.code_search.figures_by_format(
+            q, c, vector_formats, num_candidates=num_candidates
+        )
     return {
-        "model": evaluation.code_search_mrr(q, c, num_candidates=num_candidates, groups=groups),
+        "model": model,
         "bm25": evaluation.bm25_code_search(pairs, **kw),
         **{name: r for name, r in hybrid.items() if name not in ("dense", "bm25")},
     }
@@ -123,7 +139,11 @@ def read_records(data_dir: str, split: str, kind: str | None) -> list[dict]:
 
 
 def pair_retrieval_task(
-    encode: EncodeFn, data_dir: str, split: str, kind: str | None, search_kw: dict | None = None
+    encode: EncodeFn,
+    data_dir: str,
+    split: str,
+    kind: str | None,
+    search_kw: dict | None = None,
 ) -> dict:
     """Each distinct query of the split searches all its distinct documents; the documents
     it is paired with are relevant (ids: the corpus's text ids)."""
@@ -208,7 +228,7 @@ def format_results(results: dict) -> str:
         return ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
             for k, v in figures.items()
-            if k != "by_group"
+            if k not in ("by_group", "by_format")
         )
 
     lines = []
@@ -217,7 +237,45 @@ def format_results(results: dict) -> str:
             lines.append(f"{task:15s} {method:17s} {shown(figures)}")
             for group, group_figures in figures.get("by_group", {}).items():
                 lines.append(f"{'':15s}   {group}: {shown(group_figures)}")
+            for name, format_figures in figures.get("by_format", {}).items():
+                lines.append(f"{'':15s}   {name:24s} {shown(format_figures)}")
     return "\n".join(lines)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from e
+
+
+def _precision_list(text: str) -> list[str]:
+    names = text.split(",")
+    for name in names:
+        if name not in PRECISIONS:
+            raise argparse.ArgumentTypeError(f"precision {name!r} is not one of {PRECISIONS}")
+    return names
+
+
+def formats_of_args(
+    dimensions: list[int] | None, precisions: list[str] | None, rescore: int | None, width: int
+) -> tuple[VectorFormat, ...]:
+    """Every (size, precision) the flags ask for, sizes outermost; a binary precision with
+    `rescore` adds the rescored binary format after the plain one. `width`: the model's."""
+    if dimensions is None and precisions is None:
+        return ()
+    for size in dimensions or ():
+        if not 1 <= size <= width:
+            raise ValueError(f"--dimensions {size} is outside [1, {width}] (the model's width)")
+    formats = []
+    for size in dimensions or [None]:
+        for precision in precisions or ["float32"]:
+            formats.append(VectorFormat(size, precision))
+            if precision == "binary" and rescore:
+                formats.append(VectorFormat(size, precision, rescore=rescore))
+    return tuple(formats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,6 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query_length", type=int, help="override the model's query length")
     parser.add_argument("--document_length", type=int, help="override its document length")
     parser.add_argument("--similarity", help="a text1\\ttext2\\tscore file")
+    parser.add_argument(
+        "--dimensions", type=_int_list, help="prefix sizes to score too, e.g. 384,256,128,64"
+    )
+    parser.add_argument(
+        "--precisions", type=_precision_list, help=f"precisions to score too, of {PRECISIONS}"
+    )
+    parser.add_argument(
+        "--binary_rescore",
+        type=int,
+        help="binary precision: also rescore the best K by the float query (e.g. 40)",
+    )
     parser.add_argument("--output", help="JSON file for every figure")
     args = parser.parse_args(argv)
     if args.step is not None and not args.checkpoint:
@@ -279,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--fusion applies to --code_search only")
     if args.ef_search is not None and args.search != "faiss_hnsw":
         parser.error("--ef_search applies to --search faiss_hnsw only")
+    if args.binary_rescore is not None and "binary" not in (args.precisions or ()):
+        parser.error("--binary_rescore applies to --precisions with binary only")
     search_kw = {"search": args.search}
     if args.ef_search is not None:
         search_kw["search_options"] = {"ef_search": args.ef_search}
@@ -294,10 +365,24 @@ def main(argv: list[str] | None = None) -> int:
         if length is not None:
             embedder.max_lengths[kind] = min(length, embedder.model_config.max_length)
     encode = lambda texts, kind: embedder.encode(texts, kind=kind, batch_size=64)
+    try:
+        formats = formats_of_args(
+            args.dimensions, args.precisions, args.binary_rescore, embedder.dim
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    if formats:
+        search_kw["vector_formats"] = formats
     results = {}
     if args.code_search:
         results["code_search"] = code_search_task(
-            encode, args.code_search, args.split, args.num_candidates, args.group_by, args.fusion
+            encode,
+            args.code_search,
+            args.split,
+            args.num_candidates,
+            args.group_by,
+            args.fusion,
+            formats,
         )
     if args.pair_retrieval:
         results["pair_retrieval"] = pair_retrieval_task(

@@ -211,6 +211,13 @@ def model_card(meta: dict, config: EncoderConfig, lengths, model_dir: str, step:
         f"- Sequence lengths: queries {lengths['queries']}, documents {lengths['documents']} "
         "tokens.",
     ]
+    sizes = checkpoints.embedding_sizes(meta, config.embedding_dim)
+    if len(sizes) > 1:
+        lines.append(
+            f"- Matryoshka sizes {list(sizes)}: the first N of these coordinates, "
+            "re-normalised, are an embedding too "
+            f"(`SentenceTransformer(path, truncate_dim={sizes[1]})`)."
+        )
     metrics = _last_metrics(model_dir)
     if metrics:
         lines.append(f"- Last logged step: {json.dumps(metrics)}")

@@ -49,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from cpt_jax import quantization
 from cpt_jax.embed import KINDS, Embedder
 from cpt_jax.serving import Batcher
 
@@ -175,8 +176,7 @@ def make_app(
         future = await run_in_threadpool(batcher.submit, texts, kind)
         vectors, counts = await asyncio.wrap_future(future)
         if dimensions is not None and dimensions < dim:
-            vectors = vectors[:, :dimensions]
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = quantization.truncate(vectors, dimensions)
         data = [
             {"object": "embedding", "index": i, "embedding": encode_vector(v, encoding)}
             for i, v in enumerate(vectors)
@@ -191,7 +191,10 @@ def make_app(
         return JSONResponse({"object": "list", "data": [card]})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": model_name, "dimensions": dim})
+        sizes = list(batcher.embedder.embedding_sizes)
+        return JSONResponse(
+            {"status": "ok", "model": model_name, "dimensions": dim, "embedding_sizes": sizes}
+        )
 
     async def on_request_error(request: Request, error: RequestError) -> JSONResponse:
         return error_response(error)

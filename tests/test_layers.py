@@ -20,6 +20,7 @@ LAYERS = {
         "cpt_jax",  # the package's __init__
         "cpt_jax.models",
         "cpt_jax.losses",
+        "cpt_jax.quantization",
         "cpt_jax.partitioning",
         "cpt_jax.multihost",
         "cpt_jax.trainer",

@@ -5,7 +5,9 @@ distractors drawn, without replacement, from the other test functions. The rank 
 of candidates scoring at least as high as the gold one (ties count against the model; the gold
 counts itself, so the best rank is 1), and the metric is the mean reciprocal rank.
 
-Embeddings are scored by dot product (they are assumed unit-norm, so this is cosine).
+Embeddings are scored by dot product (they are assumed unit-norm, so this is cosine); with a
+`cpt_jax.quantization.VectorFormat`, the way that format's stored vectors would be (shorter
+prefixes, int8 codes, bits), the codes calibrated on the code embeddings being scored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from cpt_jax.quantization import VectorFormat
 
 EncodeFn = Callable[[list[str], str], np.ndarray]
 
@@ -104,18 +108,38 @@ def code_search_mrr(
     num_candidates: int = 1000,
     seed: int = 0,
     groups: Sequence[str] | None = None,
+    vector_format: VectorFormat | None = None,
 ) -> dict:
     """Code-search metrics of embeddings `[n, d]`; row i of both arrays is one (query, code).
 
     Returns `mrr`, `recall@1`, `recall@10`, `num_queries`, `num_candidates`, and with
-    `groups` (n labels) `by_group` (see `summarize`).
+    `groups` (n labels) `by_group` (see `summarize`). `vector_format` scores the codes as
+    that format stores them (see `candidate_scores`).
     """
     q, c = _pair_embeddings(query_embeddings, code_embeddings)
     if groups is not None and len(groups) != len(q):
         raise ValueError(f"{len(groups)} group labels for {len(q)} queries")
     sets = candidate_sets(len(q), num_candidates, seed=seed)
-    scores = candidate_scores(q, c, sets)
+    scores = candidate_scores(q, c, sets, vector_format)
     return summarize(ranks_from_scores(scores), num_candidates, groups)
+
+
+def figures_by_format(
+    query_embeddings: np.ndarray,
+    code_embeddings: np.ndarray,
+    vector_formats: Sequence[VectorFormat],
+    **kwargs,
+) -> dict[str, dict]:
+    """`code_search_mrr(..., vector_format=f)` for each format, keyed by `f.name`, each with
+    its `bytes_per_vector` (the index's size per million vectors, in MB)."""
+    width = np.shape(code_embeddings)[1]
+    return {
+        f.name: {
+            **code_search_mrr(query_embeddings, code_embeddings, vector_format=f, **kwargs),
+            "bytes_per_vector": f.bytes_per_vector(width),
+        }
+        for f in vector_formats
+    }
 
 
 def _pair_embeddings(query_embeddings, code_embeddings) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +154,10 @@ def _pair_embeddings(query_embeddings, code_embeddings) -> tuple[np.ndarray, np.
 
 
 def candidate_scores(
-    query_embeddings: np.ndarray, code_embeddings: np.ndarray, sets: np.ndarray
+    query_embeddings: np.ndarray,
+    code_embeddings: np.ndarray,
+    sets: np.ndarray,
+    vector_format: VectorFormat | None = None,
 ) -> np.ndarray:
     """`[n, C]` float32 dot products of query i with the codes `sets[i]` (`candidate_sets`).
 
@@ -138,8 +165,18 @@ def candidate_scores(
     then rounded to float32: identical code embeddings then get bit-identical scores
     whatever the summation order, so duplicated code ties (pessimistically) with its gold
     as it should.
+
+    With `vector_format`, the codes are stored in that format (int8 calibrated on all of
+    them) and each query scores its candidates by `vector_format.scores`: a binary format's
+    rescoring then reranks the best of the query's own C candidates.
     """
     q, c = _pair_embeddings(query_embeddings, code_embeddings)
+    if vector_format is not None:
+        vector_format, stored = vector_format.store(c)
+        out = np.empty(sets.shape, np.float32)
+        for i in range(len(q)):
+            out[i] = vector_format.scores(q[i : i + 1], stored[sets[i]])[0]
+        return out
     n = len(q)
     c64 = c.astype(np.float64)
     rows_per_chunk = max(1, _SCORE_CHUNK_BYTES // (8 * n))
@@ -178,12 +215,14 @@ def evaluate_code_search(
     seed: int = 0,
     batch_size: int = 256,
     group_field: str | None = None,
+    vector_formats: Sequence[VectorFormat] = (),
 ) -> dict:
     """Encodes the pairs with `encode_fn(texts, kind)` and scores them with `code_search_mrr`.
 
     `kind` is 'query' for the natural-language side and 'document' for code; `encode_fn` is
     called on at most `batch_size` texts at a time and returns `[len(texts), d]` embeddings.
-    `group_field` (a field of the pairs, e.g. 'package') adds the `by_group` figures.
+    `group_field` (a field of the pairs, e.g. 'package') adds the `by_group` figures;
+    `vector_formats` add `by_format` (`figures_by_format`), from the same embeddings.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -191,13 +230,13 @@ def evaluate_code_search(
     groups = pair_field_labels(pairs, group_field)
     queries = [p[query_field] for p in pairs]
     codes = [p[code_field] for p in pairs]
-    return code_search_mrr(
-        encode_in_batches(encode_fn, queries, "query", batch_size),
-        encode_in_batches(encode_fn, codes, "document", batch_size),
-        num_candidates=num_candidates,
-        seed=seed,
-        groups=groups,
-    )
+    q = encode_in_batches(encode_fn, queries, "query", batch_size)
+    c = encode_in_batches(encode_fn, codes, "document", batch_size)
+    result = code_search_mrr(q, c, num_candidates=num_candidates, seed=seed, groups=groups)
+    if vector_formats:
+        kw = {"num_candidates": num_candidates, "seed": seed}
+        result["by_format"] = figures_by_format(q, c, vector_formats, **kw)
+    return result
 
 
 def pair_field_labels(pairs: Sequence[dict], field: str | None) -> list[str] | None:

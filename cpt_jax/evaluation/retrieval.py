@@ -38,6 +38,7 @@ import numpy as np
 
 from cpt_jax.evaluation.bm25 import bm25_scores, build_bm25_index, code_tokenize
 from cpt_jax.evaluation.code_search import encode_in_batches
+from cpt_jax.quantization import VectorFormat
 
 # Bytes of float32 scores held at once by `exact_search` (query rows x all documents).
 _SCORE_CHUNK_BYTES = 256 * 2**20
@@ -65,13 +66,21 @@ def _search_inputs(
     return queries, documents, min(k, len(documents))
 
 
-def exact_search(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarray:
+def exact_search(
+    queries: np.ndarray,
+    documents: np.ndarray,
+    k: int,
+    vector_format: VectorFormat | None = None,
+) -> np.ndarray:
     """The `k` best documents of every query by dot product (cosine for unit-norm rows).
 
     Args:
       queries: `[q, d]` embeddings.
       documents: `[n, d]` embeddings.
       k: how many to return (at most n).
+      vector_format: optional: search the documents as this format stores them (int8
+        calibrated on them), scored by `vector_format.scores` (int8 dot products, Hamming
+        distance, rescoring).
 
     Returns:
       int64 `[q, min(k, n)]` document indices, best first; equal scores are ordered by
@@ -79,10 +88,14 @@ def exact_search(queries: np.ndarray, documents: np.ndarray, k: int) -> np.ndarr
     """
     queries, documents, k = _search_inputs(queries, documents, k)
     n = len(documents)
+    score_fn = lambda chunk: chunk @ documents.T
+    if vector_format is not None:
+        vector_format, stored = vector_format.store(documents)
+        score_fn = lambda chunk: vector_format.scores(chunk, stored)
     rows = max(1, _SCORE_CHUNK_BYTES // (4 * max(n, 1)))
     out = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), rows):
-        scores = queries[start : start + rows] @ documents.T
+        scores = score_fn(queries[start : start + rows])
         # lexsort's last key is primary: score descending, then index ascending.
         order = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=-1)
         out[start : start + rows] = order[:, :k]
@@ -261,6 +274,7 @@ def evaluate_retrieval(
     batch_size: int = 256,
     search: str = "exact",
     search_options: Mapping | None = None,
+    vector_formats: Sequence[VectorFormat] = (),
 ) -> dict:
     """`retrieval_metrics` of an encoder by searching the whole corpus.
 
@@ -274,6 +288,9 @@ def evaluate_retrieval(
         or 'faiss_hnsw' (approximate). Checked, and faiss imported, before any encoding.
       search_options: keyword options of the method, e.g. `{"ef_search": 256}` for
         'faiss_hnsw' (see `search_documents`).
+      vector_formats: add `by_format`: the metrics of an exact search over the documents
+        stored in each format (`exact_search`), keyed by `VectorFormat.name`, each with
+        its `bytes_per_vector`; from the same embeddings.
     """
     search_options = dict(search_options or {})
     _check_search_method(search, search_options)
@@ -287,9 +304,23 @@ def evaluate_retrieval(
     query_embeddings = encode_in_batches(
         encode_fn, [queries[q] for q in query_ids], "query", batch_size
     )
+    judged = {q: qrels[q] for q in query_ids}
+
+    def metrics_of(top):
+        ranked = {q: [doc_ids[j] for j in row] for q, row in zip(query_ids, top)}
+        return retrieval_metrics(ranked, judged)
+
     top = search_documents(query_embeddings, documents, k, method=search, **search_options)
-    ranked = {q: [doc_ids[j] for j in row] for q, row in zip(query_ids, top)}
-    return retrieval_metrics(ranked, {q: qrels[q] for q in query_ids})
+    result = metrics_of(top)
+    if vector_formats:
+        result["by_format"] = {
+            f.name: {
+                **metrics_of(exact_search(query_embeddings, documents, k, vector_format=f)),
+                "bytes_per_vector": f.bytes_per_vector(documents.shape[1]),
+            }
+            for f in vector_formats
+        }
+    return result
 
 
 def bm25_retrieval(

@@ -9,7 +9,9 @@ JavaScript, PHP and Ruby by tree-sitter) with the model directory MODEL_DIR (or 
 zero-shot) and writes INDEX_DIR/index.npz. Run it again after editing the code: only files
 whose content changed are embedded again, deleted files are dropped. Files that are binary,
 not UTF-8 or do not parse are skipped and counted. The index file is replaced atomically: an
-interrupted run leaves the previous index usable.
+interrupted run leaves the previous index usable. `--dimensions N` (a Matryoshka model's
+prefix), `--precision int8|binary` and `--binary_rescore K` store smaller vectors
+(`cpt_jax.quantization`); an update keeps the index's format unless told otherwise.
 
 `query` ranks the indexed functions for each query and prints the best `--top_k` as
 `path:line  name  score` with the first lines of the function; with `--json`, one JSON list
@@ -35,6 +37,7 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from cpt_jax.quantization import PRECISIONS, VectorFormat
 from cpt_jax.search.index import (
     DEFAULT_RANKING,
     DEFAULT_RRF_K,
@@ -62,9 +65,18 @@ def index_command(args: argparse.Namespace) -> int:
                 yield chunk
                 bar.update(len(chunk))
 
+    vector_format = None
+    if (args.dimensions, args.precision, args.binary_rescore) != (None, None, None):
+        vector_format = VectorFormat(
+            args.dimensions, args.precision or "float32", rescore=args.binary_rescore
+        )
     start = time.perf_counter()
     index, report = CodeIndex.build(
-        args.checkpoint, args.source, previous=previous, progress=progress
+        args.checkpoint,
+        args.source,
+        previous=previous,
+        progress=progress,
+        vector_format=vector_format,
     )
     path = index.save(args.index)
     print(f"{report.summary()}\nwrote {path} in {time.perf_counter() - start:.1f} s")
@@ -114,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--source", required=True, help="the directory of code to index")
     index.add_argument("--index", required=True, help="the index directory (created)")
     index.add_argument("--no_progress", action="store_true", help="no progress bar")
+    index.add_argument("--dimensions", type=int, help="store the first N coordinates")
+    index.add_argument("--precision", choices=PRECISIONS, help="stored precision (float32)")
+    index.add_argument(
+        "--binary_rescore", type=int, help="binary: rescore the best K with the float query"
+    )
     index.set_defaults(run=index_command)
 
     query = commands.add_parser("query", help="search an index")

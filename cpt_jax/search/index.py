@@ -6,13 +6,16 @@ Example:
   for hit in CodeIndex.open("runs/project_index").search("parse a date string", top_k=5):
       print(f"{hit.path}:{hit.line}  {hit.name}  {hit.score:.3f}")
 
-The index is one file, `INDEX_DIR/index.npz`: the embeddings `[n, d]` float32 and a JSON
-record of the model, the source directory, every file seen (its sha256, and its functions or
-why it was skipped) and every function (path, line, name, language, text). It is replaced
-atomically, so an interrupted index run leaves the previous index whole.
+The index is one file, `INDEX_DIR/index.npz`: the embeddings `[n, d]` float32 (or, with a
+`vector_format`, shorter, int8 or packed-bit vectors: `cpt_jax.quantization`) and a JSON
+record of the model, the vector format, the source directory, every file seen (its sha256,
+and its functions or why it was skipped) and every function (path, line, name, language,
+text). It is replaced atomically, so an interrupted index run leaves the previous index whole.
 
 Building over a previous index (`previous=`) embeds only files whose content changed; files
-that are gone are dropped. The model is loaded only when something needs embedding.
+that are gone are dropped. New vectors take the previous index's format (its int8 step
+too); asking for another format embeds everything again. The model is loaded only when
+something needs embedding.
 
 Ranking (`RANKINGS`): `dense` (cosine similarity), `bm25` (lexical, code-aware tokens),
 `score_fusion` (z-scored cosine + `weight` x z-scored BM25 over the whole index) and `rrf`
@@ -35,10 +38,11 @@ import numpy as np
 from cpt_jax import checkpoints, files, pretrained
 from cpt_jax.embed import Embedder
 from cpt_jax.evaluation import bm25, fusion
+from cpt_jax.quantization import VectorFormat
 from data_pipelines import source_functions
 
 INDEX_FILE = "index.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `vector_format`; version 1 files (float32) are read too
 RANKINGS = ("dense", "bm25", "score_fusion", "rrf")
 DEFAULT_RANKING = "score_fusion"
 DEFAULT_WEIGHT = 0.15
@@ -184,8 +188,11 @@ class CodeIndex:
         embeddings: np.ndarray,
         file_records: dict[str, dict],
         embedder: Embedder | None = None,
+        vector_format: VectorFormat | None = None,
     ):
-        embeddings = np.asarray(embeddings, np.float32)
+        self.vector_format = vector_format or VectorFormat()
+        if self.vector_format.precision == "float32":
+            embeddings = np.asarray(embeddings, np.float32)
         if embeddings.ndim != 2 or len(embeddings) != len(functions):
             raise ValueError(f"{len(functions)} functions but embeddings of {embeddings.shape}")
         self.source_dir = source_dir
@@ -206,19 +213,30 @@ class CodeIndex:
         previous: CodeIndex | None = None,
         embedder: Embedder | None = None,
         progress: Callable[[Iterable, int], Iterable] | None = None,
+        vector_format: VectorFormat | None = None,
     ) -> tuple[CodeIndex, BuildReport]:
         """Indexes every function below `source_dir` with the model `checkpoint` (a model
         directory or a pretrained name).
 
         `previous`: an index of the same model and source directory whose unchanged files
-        are reused, not embedded again (ignored when either differs). `embedder`: the
+        are reused, not embedded again (ignored when either differs, or when
+        `vector_format` asks for another size, precision or rescoring). `embedder`: the
         model, already loaded (else loaded when something needs embedding). `progress`:
         wraps the embedding loop, `progress(chunks, total_functions)` (e.g. tqdm).
+        `vector_format`: how the vectors are stored (default: the previous index's, else
+        full float32); int8 is calibrated on the first build's vectors.
         """
         source_dir = os.path.abspath(source_dir)
         model = model_record(checkpoint)
         if previous is not None and (previous.model, previous.source_dir) != (model, source_dir):
             previous = None
+        if previous is not None and vector_format is not None:
+            kept = dataclasses.replace(previous.vector_format, int8_step=None)
+            if dataclasses.replace(vector_format, int8_step=None) != kept:
+                previous = None  # stored vectors cannot be re-quantised: embed all again
+        if previous is not None:
+            vector_format = previous.vector_format
+        vector_format = vector_format or VectorFormat()
         old_files = previous.file_records if previous is not None else {}
         old_rows = previous._rows_by_path() if previous is not None else {}
         records: dict[str, dict] = {}
@@ -245,7 +263,9 @@ class CodeIndex:
         parts = [previous.embeddings[kept_rows]] if kept_rows else []
         if new_functions:
             embedder = embedder or load_embedder(model)
-            parts.append(_embed_documents(embedder, [f.text for f in new_functions], progress))
+            new = _embed_documents(embedder, [f.text for f in new_functions], progress)
+            vector_format, stored = vector_format.store(new)
+            parts.append(stored)
         embeddings = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         functions = [previous.functions[row] for row in kept_rows] + new_functions
         order = sorted(range(len(functions)), key=lambda i: _sort_key(functions[i]))
@@ -256,6 +276,7 @@ class CodeIndex:
             embeddings=embeddings[order],
             file_records=records,
             embedder=embedder,
+            vector_format=vector_format,
         )
         changed = [path for path in records if records[path] is not old_files.get(path)]
         report = BuildReport(
@@ -284,6 +305,7 @@ class CodeIndex:
             "format_version": FORMAT_VERSION,
             "source_dir": self.source_dir,
             "model": self.model,
+            "vector_format": self.vector_format.to_json(),
             "files": self.file_records,
             "functions": [dataclasses.asdict(f) for f in self.functions],
         }
@@ -308,10 +330,11 @@ class CodeIndex:
                 embeddings = stored["embeddings"]
                 record = json.loads(stored["record"].tobytes().decode("utf-8"))
             functions = [Function(**f) for f in record["functions"]]
-            if record["format_version"] != FORMAT_VERSION:
+            if record["format_version"] not in (1, FORMAT_VERSION):
                 raise ValueError(
                     f"format version {record['format_version']} is not {FORMAT_VERSION}"
                 )
+            vector_format = VectorFormat.from_json(record.get("vector_format", {}))
             return cls(
                 source_dir=record["source_dir"],
                 model=record["model"],
@@ -319,6 +342,7 @@ class CodeIndex:
                 embeddings=embeddings,
                 file_records=record["files"],
                 embedder=embedder,
+                vector_format=vector_format,
             )
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise ValueError(f"{path}: not a readable code index ({type(e).__name__}: {e})") from e
@@ -339,14 +363,24 @@ class CodeIndex:
         rrf_k: float = DEFAULT_RRF_K,
     ) -> np.ndarray:
         """`[len(queries), len(functions)]` float64 scores of every function (higher is
-        better) under `ranking`."""
+        better) under `ranking`; dense scores as the index's vector format scores them."""
         if ranking not in RANKINGS:
             raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+        if self.vector_format.rescore and ranking not in ("dense", "bm25"):
+            raise ValueError(
+                f"the index stores {self.vector_format.name} vectors: rescored binary scores "
+                f"rank but do not fuse; use ranking 'dense' or 'bm25', not {ranking!r}"
+            )
         queries = list(queries)
         dense = lexical = None
         if ranking != "bm25":
             q = self.embedder.encode(queries, kind="query")
-            dense = q.astype(np.float64) @ self.embeddings.T.astype(np.float64)
+            if self.vector_format == VectorFormat():
+                dense = q.astype(np.float64) @ self.embeddings.T.astype(np.float64)
+            elif self.functions:
+                dense = self.vector_format.scores(q, self.embeddings).astype(np.float64)
+            else:
+                dense = np.zeros((len(queries), 0))
         if ranking != "dense":
             lexical = (
                 np.stack([self._bm25_scores(q) for q in queries])
