@@ -56,5 +56,24 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/encode_throughput.py
 	$(PY) benchmarks/serve_load.py
 
+# The accelerator check (benchmarks/accelerator.py, benchmarks/README.md) for a session lent a
+# GPU or TPU: the core package and JAX for the accelerator (JAX_ACCELERATOR: cuda12, cuda13,
+# tpu) at the pinned jax version, then MiniLM and S-size (300M) steps, within ~8 minutes.
+# On a machine without a package index, run `python benchmarks/accelerator.py` with the
+# machine's own accelerator JAX and `pip install -e . --no-deps` instead.
+JAX_ACCELERATOR ?= cuda12
+ACCEL_STAMP := $(VENV)/.installed-accelerator
+
+.PHONY: bench-accelerator
+
+$(ACCEL_STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	$(PY) -m pip install --quiet "jax[$(JAX_ACCELERATOR)]==$$($(PY) -c 'import jax; print(jax.__version__)')"
+	touch $(ACCEL_STAMP)
+
+bench-accelerator: $(ACCEL_STAMP)
+	cd benchmarks && ../$(PY) accelerator.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
