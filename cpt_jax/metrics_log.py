@@ -11,14 +11,32 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 
 import jax
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from cpt_jax import files
+
+
+def _summary_writer_class():
+    """tensorboardX's `SummaryWriter`, imported without torch: tensorboardX imports torch
+    when it can, only to accept its tensors, which costs every launch 1-2 s (and the test
+    suite a minute); scalars need none of it. Where torch is loaded already, a plain import."""
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        from tensorboardX import SummaryWriter
+    else:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+        try:
+            from tensorboardX import SummaryWriter
+        finally:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
+SummaryWriter = _summary_writer_class()
 
 METRICS_FILE = "metrics.jsonl"
 
