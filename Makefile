@@ -21,7 +21,7 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests -q -ra --durations=15 -n 2 --dist loadfile
+	$(PY) -m pytest tests -q -ra --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -q -m "not slow"

@@ -41,7 +41,6 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "pytest-timeout>=2.3",
-        "pytest-xdist>=3.6",
         "ruff>=0.6",
         "nbclient>=0.10",
         "nbformat>=5.9",
