@@ -154,11 +154,14 @@ class Embedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         tokens = self.tokenize(texts, kind)
+        # Batches of similar lengths (longest first, so the widest shape compiles first): a
+        # short text then shares its batch with short ones and is trimmed to a narrow bucket
+        # instead of padded to the longest text of the input.
+        order = np.argsort(-(tokens != 0).sum(axis=1), kind="stable")
         out = np.zeros((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), batch_size):
-            out[start : start + batch_size] = self.embed_tokens(
-                tokens[start : start + batch_size], batch_size
-            )
+            rows = order[start : start + batch_size]
+            out[rows] = self.embed_tokens(tokens[rows], batch_size)
         return out
 
     def tokenize(self, texts: Sequence[str], kind: str) -> np.ndarray:

@@ -4,14 +4,26 @@ The flag must be set before jax initialises its backends, so it lives here rathe
 fixture. Tests that need fewer devices build smaller meshes from `jax.devices()[:n]`.
 """
 
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
+
+# One XLA compilation cache for the test process and every launcher it starts: the suite
+# compiles the same tiny programs again in each relaunch (kills, resumes, peers) and in each
+# test that builds a fresh trainer. A cached executable is the same program, so runs stay bit
+# for bit alike; the directory is new for each session, so nothing stale is ever read.
+_CACHE_DIR = tempfile.mkdtemp(prefix="cpt-jax-test-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE_DIR
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 import jax  # noqa: E402
 
