@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 
 import jax
@@ -125,6 +126,27 @@ def initialize(options: DistributedOptions | None) -> None:
         initialization_timeout=options.initialization_timeout_s,
         heartbeat_timeout_seconds=options.heartbeat_timeout_s,
     )
+
+
+def abandon_job(error: BaseException, exit_status: int = 1) -> None:
+    """Ends this process of a multi-process job that failed, at once: the traceback of
+    `error` to stderr, then `os._exit(exit_status)`.
+
+    A normal exit runs JAX's `atexit` hook, `jax.distributed.shutdown`, whose shutdown
+    barrier waits for every peer. With a peer dead or hung (the usual reason for a failed
+    step) it can block for good: jaxlib 0.10 was seen waiting in
+    `CoordinationServiceAgent::Shutdown` after its own fatal-error report, and the job never
+    ended. The peers learn of this process's end from the coordination service either way.
+    """
+    traceback.print_exception(error, file=sys.stderr)
+    print(
+        f"Process {jax.process_index()} of {jax.process_count()}: stopping without the "
+        "distributed shutdown (its barrier may wait for a lost peer forever).",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(exit_status)
 
 
 def host_batch_rows(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:

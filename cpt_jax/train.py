@@ -414,6 +414,10 @@ def main(argv: list[str] | None = None) -> None:
     except Preempted as stop:
         print(f"Preempted: {stop}", file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
+    except Exception as error:
+        if jax.process_count() > 1:
+            multihost.abandon_job(error)
+        raise
     if jax.process_index() == 0:
         print(f"Finished at step {int(jax.device_get(state.step))}.", flush=True)
 

@@ -9,12 +9,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from launch import kill_all, read_log, run_launcher, start_job, wait_all, wait_until
+from launch import REPO, kill_all, read_log, run_launcher, start_job, wait_all, wait_until
 
 from cpt_jax import watchdog
 from cpt_jax.embed import Embedder
@@ -144,7 +146,9 @@ def test_a_peer_that_dies_or_stops_stops_the_others_with_its_name(
 
 def test_a_peer_hung_in_python_is_stopped_by_the_step_watchdog(tmp_path, stdlib_corpus):
     """Process 1 blocks forever before its 5th batch, alive (heartbeats go on): both
-    processes stop with the watchdog's status or JAX's, naming process 1 and where it was."""
+    processes stop with the watchdog's status or JAX's, process 0 naming process 1 and where
+    it was; and a job whose process 1 fires first still ends (process 0's failed step must
+    not wait in JAX's distributed shutdown: `multihost.abandon_job`)."""
     model_dir, log_dir = str(tmp_path / "run"), str(tmp_path)
     timeout_s = 10
     processes = start_job(
@@ -171,6 +175,32 @@ def test_a_peer_hung_in_python_is_stopped_by_the_step_watchdog(tmp_path, stdlib_
     logs = [read_log(log_dir, i) for i in range(2)]
     fired = [log for log in logs if "step watchdog: no step finished for" in log]
     assert fired, logs[0][-3000:]
-    for log in logs:  # whichever stopped first, each says where process 1 was
-        assert "process 1" in log and "step 5, reading its batch" in log, log[-3000:]
+    # Process 0 hosts the coordination service: it always lives to say where process 1 was.
+    # Process 1, hung in Python, says it only when its own watchdog fires first; when process
+    # 0 leaves first, JAX's coordination client ends process 1 at once (SIGABRT).
+    where = ("process 1", "step 5, reading its batch")
+    assert all(text in logs[0] for text in where), logs[0][-3000:]
+    ended_by_jax = codes[1] == -signal.SIGABRT and "distributed service detected fatal" in logs[1]
+    assert all(text in logs[1] for text in where) or ended_by_jax, logs[1][-3000:]
     assert "The stack of every thread" in fired[0] and "hang_in_python.py" in fired[0]
+
+
+def test_abandon_job_exits_at_once_with_the_traceback_and_without_atexit_hooks():
+    """A failed process of a job must not run JAX's atexit shutdown (its barrier can wait
+    for a dead peer forever): the status it is given, the traceback, no atexit hook."""
+    script = (
+        "import atexit\n"
+        "from cpt_jax import multihost\n"
+        "atexit.register(print, 'an atexit hook ran', flush=True)\n"
+        "try:\n"
+        "    raise ValueError('the step failed')\n"
+        "except ValueError as error:\n"
+        "    multihost.abandon_job(error, exit_status=3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "ValueError: the step failed" in result.stderr
+    assert "Traceback" in result.stderr and "without the distributed shutdown" in result.stderr
+    assert "an atexit hook ran" not in result.stdout + result.stderr
