@@ -215,8 +215,6 @@ def test_sigterm_to_one_process_of_a_job_saves_one_agreed_step_and_resumes_alike
         return start_job(model_dir, stdlib_corpus, *RUN, num_processes=2,
                          devices_per_process=2, log_dir=log_dir)  # fmt: skip
 
-    reference = str(tmp_path / "reference")
-    assert wait_all(job(reference, str(tmp_path / "log_ref"))) == [0, 0]
     model_dir = str(tmp_path / "preempted")
     processes = job(model_dir, str(tmp_path / "log_a"))
     try:
@@ -231,7 +229,15 @@ def test_sigterm_to_one_process_of_a_job_saves_one_agreed_step_and_resumes_alike
     assert codes == [143, 143], [log[-3000:] for log in logs]
     saved = checkpoints.latest_saved_step(model_dir)
     assert saved < 24 and all(f"after saving step {saved}" in log for log in logs)
-    assert wait_all(job(model_dir, str(tmp_path / "log_b"))) == [0, 0]
+    # The resumed job and the uninterrupted reference run side by side (neither is timed).
+    reference = str(tmp_path / "reference")
+    resumed = job(model_dir, str(tmp_path / "log_b"))
+    uninterrupted = job(reference, str(tmp_path / "log_ref"))
+    try:
+        assert wait_all(resumed) == [0, 0]
+        assert wait_all(uninterrupted) == [0, 0]
+    finally:
+        kill_all(resumed + uninterrupted)
     for a, b in zip(jax.tree.leaves(saved_params(model_dir)),
                     jax.tree.leaves(saved_params(reference))):  # fmt: skip
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -45,10 +46,12 @@ def restored_params(model_dir):
 def test_two_processes_equal_one_process_and_the_checkpoint_moves_to_other_meshes(
     tmp_path, stdlib_corpus
 ):
-    two = str(tmp_path / "two_processes")
-    run_job(two, stdlib_corpus, log_dir=str(tmp_path))
-    one = str(tmp_path / "one_process")
-    run_launcher(one, stdlib_corpus, num_devices=4)
+    # Independent launches run side by side: one launcher keeps about one core busy.
+    two, one = str(tmp_path / "two_processes"), str(tmp_path / "one_process")
+    with ThreadPoolExecutor(1) as pool:
+        one_process = pool.submit(run_launcher, one, stdlib_corpus, num_devices=4)
+        run_job(two, stdlib_corpus, log_dir=str(tmp_path))
+        one_process.result()
 
     # Same global batches, same dropout masks, same losses: dropout is on in tiny_test.gin.
     two_losses, one_losses = losses_by_step(two), losses_by_step(one)
@@ -64,17 +67,19 @@ def test_two_processes_equal_one_process_and_the_checkpoint_moves_to_other_meshe
     more = ["--gin.TRAIN_STEPS=8"]
     resumed_two = str(tmp_path / "resumed_two")
     shutil.copytree(two, resumed_two)
-    result = run_launcher(
-        resumed_two,
-        stdlib_corpus,
-        "--gin_file=sharding/tensor_parallel.gin",
-        *more,
-        num_devices=4,
-    )
-    assert "Resumed" in result.stdout and "at step 6" in result.stdout
     resumed_one = str(tmp_path / "resumed_one")
     shutil.copytree(one, resumed_one)
-    run_launcher(resumed_one, stdlib_corpus, *more, num_devices=2)
+    with ThreadPoolExecutor(1) as pool:
+        on_two_devices = pool.submit(run_launcher, resumed_one, stdlib_corpus, *more, num_devices=2)
+        result = run_launcher(
+            resumed_two,
+            stdlib_corpus,
+            "--gin_file=sharding/tensor_parallel.gin",
+            *more,
+            num_devices=4,
+        )
+        on_two_devices.result()
+    assert "Resumed" in result.stdout and "at step 6" in result.stdout
     a, b = losses_by_step(resumed_two), losses_by_step(resumed_one)
     assert 8 in a and 8 in b
     np.testing.assert_allclose(a[8], b[8], rtol=1e-5)
