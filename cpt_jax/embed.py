@@ -157,7 +157,7 @@ class Embedder:
         # Batches of similar lengths (longest first, so the widest shape compiles first): a
         # short text then shares its batch with short ones and is trimmed to a narrow bucket
         # instead of padded to the longest text of the input.
-        order = np.argsort(-(tokens != 0).sum(axis=1), kind="stable")
+        order = np.argsort(-_token_counts(tokens), kind="stable")
         out = np.zeros((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
@@ -220,13 +220,18 @@ def _jitted_apply(config: EncoderConfig):
     )
 
 
+def _token_counts(tokens: np.ndarray) -> np.ndarray:
+    """Tokens per row of right-padded ids `[n, L]` (padding is id 0) -> int `[n]`."""
+    return (tokens != 0).sum(axis=1)
+
+
 def _trim_to_bucket(tokens: np.ndarray, max_length: int) -> np.ndarray:
     """Drops trailing all-padding columns, keeping a power-of-two width (<= max_length).
 
     Right padding does not change the embedding (padding is masked; positions are absolute),
     so this only saves compute.
     """
-    longest = int((tokens != 0).sum(axis=1).max(initial=1))
+    longest = int(_token_counts(tokens).max(initial=1))
     width = _MIN_BUCKET
     while width < longest:
         width *= 2
